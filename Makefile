@@ -1,0 +1,109 @@
+# gpt_auth: build, test, run and install the nginx module.
+#
+#   make          build the module against this machine's nginx (installs packages it needs)
+#   make test     cargo tests + the Test::Nginx suite (t/*.t)
+#   make run      demo on http://127.0.0.1:8080/
+#   make install  module + load_module snippet into the system nginx
+#
+# NGINX_SOURCE_DIR=/path/to/nginx  build against another, already configured nginx source tree
+#                                  (configured --with-compat, with objs/ present).
+
+SHELL         := /bin/bash
+MODULE        := ngx_http_gpt_auth_module
+BUILD_DIR     := $(CURDIR)/build
+NGINX         ?= /usr/sbin/nginx
+DEBIAN_SRC    ?= /usr/share/nginx/src
+CARGO         ?= cargo
+PROVE         ?= prove
+TESTS         ?= t/
+
+ifdef NGINX_SOURCE_DIR
+NGINX_BUILD_DIR ?= $(NGINX_SOURCE_DIR)/objs
+NGINX_CONFIGURED := $(NGINX_BUILD_DIR)/ngx_auto_config.h
+else
+NGINX_BUILD_DIR ?= $(BUILD_DIR)/nginx/objs
+NGINX_CONFIGURED := $(BUILD_DIR)/nginx/.configured
+endif
+
+MODULE_SO     := $(BUILD_DIR)/$(MODULE).so
+CARGO_SO      := target/release/lib$(MODULE).so
+CLI           := target/release/gpt-auth
+CARGO_ENV     := NGINX_BUILD_DIR="$(NGINX_BUILD_DIR)"
+
+# Tests run the system nginx with the freshly built module loaded.
+TEST_GLOBALS  := load_module $(MODULE_SO);
+ifeq ($(shell id -u),0)
+TEST_GLOBALS  += user root;
+endif
+TEST_ENV      := TEST_NGINX_BINARY="$(NGINX)" TEST_NGINX_GLOBALS="$(TEST_GLOBALS) $(TEST_NGINX_GLOBALS)" \
+                 GPT_AUTH_CLI="$(CURDIR)/$(CLI)" RUST_BACKTRACE=1
+
+# Install locations (Debian layout).
+DESTDIR       ?=
+PREFIX        ?= /usr/local
+MODULES_DIR   ?= /usr/lib/nginx/modules
+MODULES_AVAIL ?= /usr/share/nginx/modules-available
+MODULES_ENAB  ?= /etc/nginx/modules-enabled
+
+.PHONY: all build deps test unittest prove check run install uninstall clean help
+
+all: build
+
+help:
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@tools/install-deps.sh test
+
+# Configure a private copy of Debian's nginx source with the flags Debian's nginx was built with
+# (they include --with-compat), so the module is binary compatible with the installed nginx.
+$(BUILD_DIR)/nginx/.configured:
+	@tools/install-deps.sh build
+	rm -rf $(BUILD_DIR)/nginx
+	mkdir -p $(BUILD_DIR)
+	cp -r $(DEBIAN_SRC) $(BUILD_DIR)/nginx
+	cd $(BUILD_DIR)/nginx && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+		> $(BUILD_DIR)/nginx-configure.log 2>&1 \
+		|| { tail -20 $(BUILD_DIR)/nginx-configure.log; exit 1; }
+	touch $@
+
+$(NGINX_SOURCE_DIR)/objs/ngx_auto_config.h:
+	@echo "NGINX_SOURCE_DIR=$(NGINX_SOURCE_DIR) is not configured: run its ./configure --with-compat first" >&2
+	@exit 1
+
+build: $(NGINX_CONFIGURED)
+	$(CARGO_ENV) $(CARGO) build --release --workspace
+	mkdir -p $(BUILD_DIR)
+	cp $(CARGO_SO) $(MODULE_SO)
+
+unittest:
+	$(CARGO) test --workspace --exclude $(MODULE)
+
+prove: build
+	$(TEST_ENV) $(PROVE) -r $(TESTS)
+
+test: build unittest prove
+
+check: $(NGINX_CONFIGURED)
+	$(CARGO) fmt --all -- --check
+	$(CARGO_ENV) $(CARGO) clippy --workspace --all-targets -- -D warnings
+
+run: build
+	@tools/run-demo.sh "$(NGINX)" "$(MODULE_SO)" "$(CURDIR)/$(CLI)"
+
+install: build
+	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(MODULES_DIR)/$(MODULE).so
+	install -D -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/gpt-auth
+	mkdir -p $(DESTDIR)$(MODULES_AVAIL) $(DESTDIR)$(MODULES_ENAB)
+	echo "load_module $(MODULES_DIR)/$(MODULE).so;" > $(DESTDIR)$(MODULES_AVAIL)/mod-http-gpt-auth.conf
+	ln -sf $(MODULES_AVAIL)/mod-http-gpt-auth.conf $(DESTDIR)$(MODULES_ENAB)/50-mod-http-gpt-auth.conf
+	@echo "installed; check with: nginx -t"
+
+uninstall:
+	rm -f $(DESTDIR)$(MODULES_DIR)/$(MODULE).so $(DESTDIR)$(PREFIX)/bin/gpt-auth \
+		$(DESTDIR)$(MODULES_AVAIL)/mod-http-gpt-auth.conf \
+		$(DESTDIR)$(MODULES_ENAB)/50-mod-http-gpt-auth.conf
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD_DIR)

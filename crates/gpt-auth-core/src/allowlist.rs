@@ -1,0 +1,168 @@
+//! Allowlist files: who may pass a location.
+//!
+//! One entry per line: an address (`alice@example.com`) or a whole domain (`@example.com`).
+//! Matching is ASCII case-insensitive. `#` starts a comment at the beginning of a line or after
+//! whitespace (an address may itself contain `#`). Blank lines are ignored. A domain entry admits
+//! that exact domain, not its subdomains.
+
+use std::collections::HashSet;
+
+use crate::session::MAX_EMAIL_LEN;
+
+/// Why an allowlist file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct AllowlistError {
+    pub line: usize,
+    pub reason: &'static str,
+}
+
+/// A parsed allowlist.
+#[derive(Debug, Clone, Default)]
+pub struct Allowlist {
+    addresses: HashSet<Box<str>>,
+    domains: HashSet<Box<str>>,
+}
+
+impl Allowlist {
+    /// Parses an allowlist file. Any invalid line refuses the whole file, so that a typo never
+    /// silently narrows or widens who gets in.
+    pub fn parse(text: &str) -> Result<Allowlist, AllowlistError> {
+        let mut list = Allowlist::default();
+        for (idx, raw) in text.lines().enumerate() {
+            let line = idx + 1;
+            let entry = strip_comment(raw).trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let err = |reason| AllowlistError { line, reason };
+            if entry.contains(char::is_whitespace) {
+                return Err(err("an entry must not contain spaces"));
+            }
+            if entry.len() > MAX_EMAIL_LEN {
+                return Err(err("entry too long"));
+            }
+            let entry = entry.to_ascii_lowercase();
+            if let Some(domain) = entry.strip_prefix('@') {
+                if !valid_domain(domain) {
+                    return Err(err("invalid domain after '@'"));
+                }
+                list.domains.insert(domain.into());
+            } else {
+                let Some((local, domain)) = entry.rsplit_once('@') else {
+                    return Err(err("expected an address (user@domain) or a domain (@domain)"));
+                };
+                if local.is_empty() || !crate::session::valid_email(&entry) {
+                    return Err(err("invalid address"));
+                }
+                if !valid_domain(domain) {
+                    return Err(err("invalid domain in address"));
+                }
+                list.addresses.insert(entry.into());
+            }
+        }
+        Ok(list)
+    }
+
+    /// Whether `email` is admitted. Never allocates.
+    pub fn allows(&self, email: &str) -> bool {
+        let mut buf = [0u8; MAX_EMAIL_LEN];
+        let Some(lower) = buf.get_mut(..email.len()) else { return false };
+        lower.copy_from_slice(email.as_bytes());
+        lower.make_ascii_lowercase();
+        // ASCII lowercasing keeps UTF-8 valid.
+        let Ok(lower) = core::str::from_utf8(lower) else { return false };
+        if self.addresses.contains(lower) {
+            return true;
+        }
+        match lower.rsplit_once('@') {
+            Some((_, domain)) => self.domains.contains(domain),
+            None => false,
+        }
+    }
+
+    /// Number of entries (addresses and domains).
+    pub fn len(&self) -> usize {
+        self.addresses.len() + self.domains.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'#' && (i == 0 || bytes[i - 1] == b' ' || bytes[i - 1] == b'\t') {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// A DNS name: dot-separated labels of letters, digits and hyphens (IDNs in punycode).
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_domains() {
+        let l = Allowlist::parse(
+            "# team\nalice@example.com\n\n  Bob@Example.COM  # the boss\n@corp.example\n",
+        )
+        .unwrap();
+        assert_eq!(l.len(), 3);
+        assert!(l.allows("alice@example.com"));
+        assert!(l.allows("ALICE@EXAMPLE.COM"));
+        assert!(l.allows("bob@example.com"));
+        assert!(l.allows("anyone@corp.example"));
+        assert!(l.allows("Anyone@CORP.example"));
+        assert!(!l.allows("carol@example.com"));
+        assert!(!l.allows("x@sub.corp.example"), "domain entries do not cover subdomains");
+        assert!(!l.allows("x@corp.example.evil.com"));
+        assert!(!l.allows(""));
+        assert!(!l.allows(&"a".repeat(300)));
+    }
+
+    #[test]
+    fn hash_inside_address_is_not_a_comment() {
+        let l = Allowlist::parse("a#b@example.com\n").unwrap();
+        assert!(l.allows("a#b@example.com"));
+    }
+
+    #[test]
+    fn empty_file_is_empty_list() {
+        let l = Allowlist::parse("# nobody yet\n\n").unwrap();
+        assert!(l.is_empty());
+        assert!(!l.allows("alice@example.com"));
+    }
+
+    #[test]
+    fn refuses_bad_lines() {
+        for (text, line) in [
+            ("alice", 1),
+            ("ok@example.com\nalice example.com", 2),
+            ("@", 1),
+            ("@-bad.com", 1),
+            ("@bad..com", 1),
+            ("a@", 1),
+            ("@example.com\n\n@exa_mple.com", 3),
+            ("a\"b@example.com", 1),
+        ] {
+            assert_eq!(Allowlist::parse(text).unwrap_err().line, line, "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The thin layer over raw nginx FFI: small safe wrappers used by the rest of the module.
+//! All `unsafe` that touches nginx structures lives here (plus the module tables in `lib.rs`).
+
+use core::ffi::c_void;
+use core::panic::AssertUnwindSafe;
+use core::{mem, ptr, slice};
+
+use nginx_sys::{
+    ngx_array_t, ngx_buf_t, ngx_chain_t, ngx_conf_t, ngx_http_complex_value_t,
+    ngx_http_core_loc_conf_t, ngx_http_err_page_t, ngx_http_request_t, ngx_int_t, ngx_list_part_t,
+    ngx_module_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_HEAD,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+
+/// Runs `f`, turning a panic into `on_panic` so that no unwinding ever crosses into nginx.
+/// The panic itself is logged by the hook installed in `init_process`.
+#[inline]
+pub fn guard<R>(on_panic: R, f: impl FnOnce() -> R) -> R {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
+}
+
+/// The current time (nginx's cached clock, updated once per event loop iteration).
+#[inline]
+pub fn now() -> u64 {
+    // SAFETY: ngx_cached_time always points at a valid slot once nginx has started.
+    let sec = unsafe { ptr::read_volatile(ptr::addr_of!((*nginx_sys::ngx_cached_time).sec)) };
+    u64::try_from(sec).unwrap_or(0)
+}
+
+/// Configuration directive arguments (`args[0]` is the directive name).
+pub fn conf_args(cf: &ngx_conf_t) -> &[ngx_str_t] {
+    // SAFETY: cf.args is an array of ngx_str_t while a directive is being parsed.
+    unsafe { cf.args.as_ref().map(|a| a.as_slice()).unwrap_or_default() }
+}
+
+/// `file:line` of the directive being parsed.
+pub fn conf_source(cf: &ngx_conf_t) -> (String, usize) {
+    // SAFETY: conf_file is valid while parsing.
+    unsafe {
+        match cf.conf_file.as_ref() {
+            Some(f) => (String::from_utf8_lossy(f.file.name.as_bytes()).into_owned(), f.line),
+            None => (String::new(), 0),
+        }
+    }
+}
+
+/// Resolves a path relative to nginx's configuration prefix, as nginx does for its own files.
+pub fn conf_full_path(cf: &mut ngx_conf_t, name: &[u8]) -> Option<String> {
+    let mut s = ngx_str_t { len: name.len(), data: name.as_ptr().cast_mut() };
+    // SAFETY: ngx_conf_full_name allocates the result from the cycle pool; it does not write
+    // through the original data pointer.
+    let rc = unsafe { nginx_sys::ngx_conf_full_name(cf.cycle, &mut s, 1) };
+    if rc != NGX_OK as ngx_int_t {
+        return None;
+    }
+    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+}
+
+/// Iterates over the request headers as (lower-case name, value).
+pub fn request_headers(r: &ngx_http_request_t) -> impl Iterator<Item = (&[u8], &[u8])> {
+    HeaderIter { part: &r.headers_in.headers.part, idx: 0 }
+}
+
+struct HeaderIter<'a> {
+    part: &'a ngx_list_part_t,
+    idx: usize,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.idx >= self.part.nelts {
+                // SAFETY: list parts are chained through `next` and end with NULL.
+                self.part = unsafe { self.part.next.as_ref()? };
+                self.idx = 0;
+                continue;
+            }
+            // SAFETY: elts holds nelts initialised ngx_table_elt_t entries.
+            let h = unsafe { &*self.part.elts.cast::<ngx_table_elt_t>().add(self.idx) };
+            self.idx += 1;
+            if h.hash == 0 || h.lowcase_key.is_null() {
+                continue; // removed header
+            }
+            // SAFETY: lowcase_key has key.len bytes.
+            let name = unsafe { slice::from_raw_parts(h.lowcase_key, h.key.len) };
+            return Some((name, h.value.as_bytes()));
+        }
+    }
+}
+
+/// Is this the main request (not a subrequest)?
+pub fn is_main(r: &ngx_http_request_t) -> bool {
+    ptr::eq(r, r.main)
+}
+
+/// The main request of `r`.
+pub fn main_request(r: &ngx_http_request_t) -> &ngx_http_request_t {
+    // SAFETY: r.main is the main request, alive as long as any of its subrequests.
+    unsafe { &*r.main }
+}
+
+pub fn is_get_or_head(r: &ngx_http_request_t) -> bool {
+    r.method & (nginx_sys::NGX_HTTP_GET | NGX_HTTP_HEAD) as ngx_uint_t != 0
+}
+
+/// Whether the client connection uses TLS.
+pub fn is_https(r: &ngx_http_request_t) -> bool {
+    // SAFETY: a live request has a live connection.
+    unsafe { !(*r.connection).ssl.is_null() }
+}
+
+/// The `Host` header as sent (with port), falling back to the server name.
+pub fn host(r: &ngx_http_request_t) -> &[u8] {
+    // SAFETY: headers_in.host is NULL or a header of this request.
+    if let Some(h) = unsafe { r.headers_in.host.as_ref() } {
+        return h.value.as_bytes();
+    }
+    r.headers_in.server.as_bytes()
+}
+
+/// The request line's URI as the client sent it (path and query).
+pub fn unparsed_uri(r: &ngx_http_request_t) -> &[u8] {
+    r.unparsed_uri.as_bytes()
+}
+
+/// Evaluates a complex value (a directive argument with variables).
+pub fn complex_value<'r>(
+    r: &'r mut ngx_http_request_t,
+    cv: &ngx_http_complex_value_t,
+) -> Option<&'r [u8]> {
+    let mut out = ngx_str_t::default();
+    // SAFETY: cv was compiled at configuration time; the result lives in the request pool.
+    let rc =
+        unsafe { nginx_sys::ngx_http_complex_value(r, ptr::from_ref(cv).cast_mut(), &mut out) };
+    (rc == NGX_OK as ngx_int_t).then(|| {
+        // SAFETY: `out` points into the request pool, which outlives the borrow of `r`.
+        unsafe { slice::from_raw_parts(out.data, out.len) }
+    })
+}
+
+/// Copies bytes into the request pool.
+fn pool_copy(r: &ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t> {
+    // SAFETY: allocation from the request pool; the copy fits.
+    unsafe {
+        let p = nginx_sys::ngx_pnalloc(r.pool, bytes.len().max(1)).cast::<u8>();
+        if p.is_null() {
+            return None;
+        }
+        ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        Some(ngx_str_t { len: bytes.len(), data: p })
+    }
+}
+
+/// Adds a response header.
+pub fn add_response_header(
+    r: &mut ngx_http_request_t,
+    name: &'static str,
+    value: &[u8],
+) -> Option<*mut ngx_table_elt_t> {
+    let value = pool_copy(r, value)?;
+    // SAFETY: headers_out.headers is an initialised list of ngx_table_elt_t.
+    unsafe {
+        let h = nginx_sys::ngx_list_push(&mut r.headers_out.headers).cast::<ngx_table_elt_t>();
+        let h = h.as_mut()?;
+        h.hash = 1;
+        h.key = ngx_str_t { len: name.len(), data: name.as_ptr().cast_mut() };
+        h.value = value;
+        h.lowcase_key = ptr::null_mut();
+        Some(h)
+    }
+}
+
+/// Sets the `Location` header of a redirect.
+pub fn set_location(r: &mut ngx_http_request_t, url: &[u8]) -> Option<()> {
+    let h = add_response_header(r, "Location", url)?;
+    r.headers_out.location = h;
+    Some(())
+}
+
+/// Whether an `error_page` for `status` applies in this location (then nginx should produce the
+/// response, not the module).
+pub fn has_error_page(r: &ngx_http_request_t, status: ngx_uint_t) -> bool {
+    let Some(clcf) = NgxHttpCoreModule::location_conf(r) else { return false };
+    let clcf: &ngx_http_core_loc_conf_t = clcf;
+    // SAFETY: error_pages is NULL or an array of ngx_http_err_page_t.
+    let Some(pages) = (unsafe { clcf.error_pages.as_ref() }) else { return false };
+    let pages: &ngx_array_t = pages;
+    // SAFETY: see above.
+    unsafe { pages.as_slice::<ngx_http_err_page_t>() }
+        .iter()
+        .any(|p| p.status as ngx_uint_t == status)
+}
+
+/// Sends a complete small response (status, headers, body) and finalizes the request.
+/// Returns what a phase handler should return afterwards (`NGX_DONE`, or an error code).
+pub fn send_page(
+    r: &mut ngx_http_request_t,
+    status: ngx_uint_t,
+    content_type: &'static str,
+    body: &[u8],
+) -> ngx_int_t {
+    // SAFETY: plain nginx response API on a live request.
+    unsafe {
+        let rc = nginx_sys::ngx_http_discard_request_body(r);
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
+        if add_response_header(r, "Cache-Control", b"no-store").is_none() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+        r.headers_out.status = status;
+        r.headers_out.content_type =
+            ngx_str_t { len: content_type.len(), data: content_type.as_ptr().cast_mut() };
+        r.headers_out.content_type_len = content_type.len();
+        r.headers_out.content_length_n = body.len() as i64;
+
+        let mut rc = nginx_sys::ngx_http_send_header(r);
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+            nginx_sys::ngx_http_finalize_request(r, rc);
+            return nginx_sys::NGX_DONE as ngx_int_t;
+        }
+
+        let b: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(r.pool, body.len().max(1));
+        let Some(b) = b.as_mut() else { return NGX_ERROR as ngx_int_t };
+        ptr::copy_nonoverlapping(body.as_ptr(), b.last, body.len());
+        b.last = b.last.add(body.len());
+        b.set_last_buf(if is_main(r) { 1 } else { 0 });
+        b.set_last_in_chain(1);
+        let mut out = ngx_chain_t { buf: b, next: ptr::null_mut() };
+        rc = nginx_sys::ngx_http_output_filter(r, &mut out);
+        nginx_sys::ngx_http_finalize_request(r, rc);
+    }
+    nginx_sys::NGX_DONE as ngx_int_t
+}
+
+/// The per-request context slot of `module` on request `r`.
+pub fn request_ctx<T>(r: &ngx_http_request_t, module: &ngx_module_t) -> Option<&'static mut T> {
+    // SAFETY: r.ctx has one slot per module; the slot is NULL or a T set by `set_request_ctx`,
+    // allocated from the request pool (valid for the request's lifetime).
+    unsafe { (*r.ctx.add(module.ctx_index)).cast::<T>().as_mut() }
+}
+
+/// Allocates a zeroed `T` in the request pool and stores it as the module's context.
+/// `T` must be valid when all-zero (plain data).
+pub fn new_request_ctx<T: Copy>(
+    r: &ngx_http_request_t,
+    module: &ngx_module_t,
+    value: T,
+) -> Option<&'static mut T> {
+    // SAFETY: pool allocation sized and aligned for T (pool allocations are NGX_ALIGNMENT
+    // aligned, which covers T's alignment for plain data); stored in our own ctx slot.
+    unsafe {
+        debug_assert!(mem::align_of::<T>() <= nginx_sys::NGX_ALIGNMENT);
+        let p = nginx_sys::ngx_palloc(r.pool, mem::size_of::<T>()).cast::<T>();
+        let slot = p.as_mut()?;
+        ptr::write(slot, value);
+        *r.ctx.add(module.ctx_index) = p.cast::<c_void>();
+        Some(slot)
+    }
+}
+
+/// Sets a variable value to bytes that live at least as long as the request.
+pub fn set_variable(v: &mut nginx_sys::ngx_variable_value_t, bytes: &[u8]) {
+    v.set_valid(1);
+    v.set_no_cacheable(0);
+    v.set_not_found(0);
+    v.set_len(bytes.len() as u32);
+    v.data = bytes.as_ptr().cast_mut();
+}

@@ -1,0 +1,72 @@
+//! Variables: `$gpt_auth_email` (the signed-in, allowed user; empty otherwise) and
+//! `$gpt_auth_result` (`allowed`, `missing`, `invalid`, `expired` or `not_allowed`; empty where
+//! no session can be checked).
+//!
+//! They can be used before the access phase (e.g. `limit_req_zone $gpt_auth_email`): the first
+//! use computes the verdict, the access handler reuses it.
+
+use nginx_sys::{
+    ngx_http_request_t, ngx_http_variable_t, ngx_int_t, ngx_variable_value_t, NGX_ERROR,
+    NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
+};
+use ngx::ngx_string;
+
+use crate::access::{current_verdict, Outcome};
+use crate::ngx_ext::{guard, set_variable};
+
+type Getter =
+    unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
+
+const fn variable(name: nginx_sys::ngx_str_t, get: Getter) -> ngx_http_variable_t {
+    ngx_http_variable_t {
+        name,
+        set_handler: None,
+        get_handler: Some(get),
+        data: 0,
+        flags: NGX_HTTP_VAR_NOCACHEABLE as nginx_sys::ngx_uint_t,
+        index: 0,
+    }
+}
+
+pub static mut VARIABLES: [ngx_http_variable_t; 2] = [
+    variable(ngx_string!("gpt_auth_email"), var_email),
+    variable(ngx_string!("gpt_auth_result"), var_result),
+];
+
+fn with_value(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    f: impl FnOnce(&ngx_http_request_t) -> Option<&'static [u8]>,
+) -> ngx_int_t {
+    guard(NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx calls getters with a live request and a value to fill.
+        let (r, v) = unsafe { (&*r, &mut *v) };
+        match f(r) {
+            Some(bytes) => set_variable(v, bytes),
+            None => v.set_not_found(1),
+        }
+        NGX_OK as ngx_int_t
+    })
+}
+
+unsafe extern "C" fn var_email(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    with_value(r, v, |r| {
+        let verdict = current_verdict(r)?;
+        match (verdict.outcome, &verdict.email) {
+            (Outcome::Allowed, Some(email)) => Some(email.as_str().as_bytes()),
+            _ => None,
+        }
+    })
+}
+
+unsafe extern "C" fn var_result(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    with_value(r, v, |r| current_verdict(r).map(|v| v.outcome.as_str().as_bytes()))
+}
