@@ -150,7 +150,8 @@ extern "C" fn cmd_key_file(
             lcf.keys = Some(kf.clone());
             return Ok(());
         }
-        let text = fs::read(&path).map_err(|e| format!("cannot read \"{path}\": {e}"))?;
+        let text = fs::read(&path)
+            .map_err(|e| format!("cannot read \"{path}\": {}", crate::log::io_reason(&e)))?;
         let text = String::from_utf8(text).map_err(|_| format!("\"{path}\" is not text"))?;
         let ring = KeyRing::parse(&text).map_err(|e| format!("\"{path}\" {e}"))?;
         if let Ok(meta) = fs::metadata(&path) {

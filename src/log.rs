@@ -100,3 +100,12 @@ macro_rules! conf_emerg {
         ngx::ngx_conf_log_error!(nginx_sys::NGX_LOG_EMERG, cf, $($arg)+);
     }};
 }
+
+/// An I/O error as nginx words them: the system's message, without Rust's "(os error N)".
+pub fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}

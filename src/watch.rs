@@ -84,7 +84,7 @@ impl WatchedAllowlist {
                 "allowlist \"{}\" is not readable by the worker process ({}): changes to it \
                  will not be picked up until the file is readable",
                 self.path,
-                e
+                crate::log::io_reason(&e)
             );
         }
     }
@@ -105,7 +105,7 @@ impl WatchedAllowlist {
                         log,
                         "allowlist \"{}\": {}; keeping the last good list ({} entries)",
                         self.path,
-                        e,
+                        crate::log::io_reason(&e),
                         st.list.len()
                     );
                 }
@@ -139,9 +139,10 @@ impl WatchedAllowlist {
 /// Reads and parses the file; the signature is taken before reading and checked after, so a
 /// file caught in the middle of being rewritten is not taken as good.
 fn read(path: &str) -> Result<(Allowlist, FileSig), String> {
-    let before = fs::metadata(path).map_err(|e| format!("allowlist \"{path}\": {e}"))?;
-    let text = fs::read(path).map_err(|e| format!("allowlist \"{path}\": {e}"))?;
-    let after = fs::metadata(path).map_err(|e| format!("allowlist \"{path}\": {e}"))?;
+    let fail = |e: std::io::Error| format!("allowlist \"{path}\": {}", crate::log::io_reason(&e));
+    let before = fs::metadata(path).map_err(fail)?;
+    let text = fs::read(path).map_err(fail)?;
+    let after = fs::metadata(path).map_err(fail)?;
     let sig = FileSig::of(&before);
     if sig != FileSig::of(&after) {
         return Err(format!("allowlist \"{path}\" changed while being read"));

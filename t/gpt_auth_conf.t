@@ -1,0 +1,135 @@
+#!/usr/bin/perl
+
+# gpt_auth: configuration errors. Every bad directive value fails `nginx -t` with one line that
+# names the directive (or file) and the reason, pointing at the file and line.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+
+BEGIN { use FindBin; chdir($FindBin::Bin); }
+BEGIN { push @INC, "$FindBin::Bin/lib" }
+
+use Test::Nginx;
+use GptAuth;
+use MIME::Base64 qw/ encode_base64 /;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()->has(qw/http/);
+my $d = $t->testdir();
+
+$t->write_file('good.keys', key_line(new_key_bytes()) . "\n");
+chmod 0600, "$d/good.keys";
+$t->write_file('open.keys', key_line(new_key_bytes()) . "\n");
+chmod 0644, "$d/open.keys";
+$t->write_file('empty.keys', "# no keys yet\n\n");
+$t->write_file('short.keys', key_line(new_key_bytes()) . "\n" . encode_base64('x' x 16, '') . "\n");
+$t->write_file('text.keys', "correct horse battery staple\n");
+$t->write_file('zero.keys', encode_base64("\0" x 32, '') . "\n");
+$t->write_file('good.allow', "alice\@example.com\n");
+$t->write_file('bad.allow', "alice\@example.com\nbob\n");
+mkdir("$d/adir");
+
+# (name, http-level directives, location-level directives, expected error regex)
+my @cases = (
+	['gpt_auth without key', '', 'gpt_auth on;',
+		qr/\[emerg\] gpt_auth: "gpt_auth on" in \S+:\d+ needs "gpt_auth_key_file"/],
+	['gpt_auth bad flag', 'gpt_auth_key_file good.keys;', 'gpt_auth maybe;',
+		qr/\[emerg\] "gpt_auth" directive invalid value "maybe", it must be "on" or "off" in \S+:\d+/],
+	['gpt_auth duplicate', 'gpt_auth_key_file good.keys;', 'gpt_auth on; gpt_auth off;',
+		qr/\[emerg\] "gpt_auth" directive is duplicate in/],
+	['gpt_auth extra argument', 'gpt_auth_key_file good.keys;', 'gpt_auth on off;',
+		qr/\[emerg\] invalid number of arguments in "gpt_auth" directive/],
+	['key file missing', 'gpt_auth_key_file nope.keys;', '',
+		qr/\[emerg\] "gpt_auth_key_file" directive cannot read "\S+nope\.keys": No such file or directory in \S+:\d+/],
+	['key file is a directory', 'gpt_auth_key_file adir;', '',
+		qr/\[emerg\] "gpt_auth_key_file" directive cannot read "\S+adir": Is a directory/],
+	['key file empty', 'gpt_auth_key_file empty.keys;', '',
+		qr/\[emerg\] "gpt_auth_key_file" directive "\S+empty\.keys" contains no key/],
+	['key too short', 'gpt_auth_key_file short.keys;', '',
+		qr/"\S+short\.keys" line 2: key is 16 bytes, at least 32 are required/],
+	['key not base64', 'gpt_auth_key_file text.keys;', '',
+		qr/"\S+text\.keys" line 1: key is not valid base64/],
+	['key not random', 'gpt_auth_key_file zero.keys;', '',
+		qr/"\S+zero\.keys" line 1: key is not random/],
+	['key file duplicate', 'gpt_auth_key_file good.keys; gpt_auth_key_file good.keys;', '',
+		qr/"gpt_auth_key_file" directive is duplicate/],
+	['cookie name', '', 'gpt_auth_cookie_name "a b";',
+		qr/"gpt_auth_cookie_name" directive invalid cookie name "a b"/],
+	['cookie domain', '', 'gpt_auth_cookie_domain example..com;',
+		qr/"gpt_auth_cookie_domain" directive invalid domain "example\.\.com"/],
+	['cookie path', '', 'gpt_auth_cookie_path chat;',
+		qr/"gpt_auth_cookie_path" directive invalid path "chat" \(must start with "\/"/],
+	['cookie max age unit', '', 'gpt_auth_cookie_max_age 5x;',
+		qr/"gpt_auth_cookie_max_age" directive invalid time "5x": unknown time unit/],
+	['cookie max age zero', '', 'gpt_auth_cookie_max_age 0;',
+		qr/"gpt_auth_cookie_max_age" directive must be greater than zero/],
+	['cookie samesite', '', 'gpt_auth_cookie_samesite sometimes;',
+		qr/"gpt_auth_cookie_samesite" directive invalid value "sometimes", it must be "strict", "lax" or "none"/],
+	['cookie secure', '', 'gpt_auth_cookie_secure yes;',
+		qr/invalid value "yes" in "gpt_auth_cookie_secure" directive, it must be "on" or "off"/],
+	['login url duplicate', '', 'gpt_auth_login_url /a; gpt_auth_login_url /b;',
+		qr/"gpt_auth_login_url" directive is duplicate/],
+	['allowlist missing', '', 'gpt_auth_allowlist none.allow;',
+		qr/"gpt_auth_allowlist" directive allowlist "\S+none\.allow": No such file or directory/],
+	['allowlist broken', '', 'gpt_auth_allowlist bad.allow;',
+		qr/"gpt_auth_allowlist" directive allowlist "\S+bad\.allow": line 2: expected an address \(user\@domain\) or a domain \(\@domain\)/],
+	['wrong context', '', '', qr/"gpt_auth" directive is not allowed here/, 'events'],
+);
+
+$t->plan(2 * @cases + 4);
+
+sub conf {
+	my ($http, $loc, $events) = @_;
+	$events //= '';
+	return <<"EOF";
+%%TEST_GLOBALS%%
+daemon off;
+events {
+    $events
+}
+http {
+    %%TEST_GLOBALS_HTTP%%
+    $http
+    server {
+        listen 127.0.0.1:8080;
+        location / {
+            $loc
+        }
+    }
+}
+EOF
+}
+
+my $i = 0;
+for my $c (@cases) {
+	my ($name, $http, $loc, $re, $where) = @$c;
+	my $events = defined $where ? 'gpt_auth on;' : '';
+	my ($ok, $out) = conf_test($t, 'case' . $i++ . '.conf', conf($http, $loc, $events));
+	ok(!$ok, "$name: nginx -t fails");
+	like($out, $re, "$name: message") or diag($out);
+}
+
+# a good configuration passes; a world-readable key file gets a warning
+
+my ($ok, $out) = conf_test($t, 'good.conf', conf(
+	'gpt_auth_key_file good.keys; gpt_auth_cookie_domain .example.com;'
+	. ' gpt_auth_cookie_max_age 12h; gpt_auth_login_url https://auth.example.com/login;',
+	'gpt_auth on; gpt_auth_allowlist good.allow; gpt_auth_cookie_samesite strict;'
+	. ' gpt_auth_cookie_secure off; gpt_auth_cookie_name s; gpt_auth_cookie_path /chat;'));
+ok($ok, 'valid configuration passes nginx -t') or diag($out);
+unlike($out, qr/readable by everyone/, 'no warning for a private key file');
+
+($ok, $out) = conf_test($t, 'open.conf', conf('gpt_auth_key_file open.keys;', 'gpt_auth on;'));
+ok($ok, 'world-readable key file still passes');
+like($out, qr/\[warn\] gpt_auth: key file "\S+open\.keys" is readable by everyone; restrict it \(chmod 600\)/,
+	'world-readable key file: warning');
+
+###############################################################################
