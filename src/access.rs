@@ -14,14 +14,14 @@ use nginx_sys::{
     ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_ERROR, NGX_HTTP_FORBIDDEN,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_MOVED_TEMPORARILY, NGX_HTTP_UNAUTHORIZED, NGX_OK,
 };
-use ngx::http::{HttpModule, HttpModuleLocationConf};
+use ngx::http::HttpModuleLocationConf;
 
 use crate::conf::LocConf;
 use crate::ngx_ext::{
-    complex_value, guard, has_error_page, host, is_get_or_head, is_https, is_main, main_request,
-    new_request_ctx, now, request_ctx, request_headers, send_page, set_location, unparsed_uri,
+    complex_value, finalize, guard, has_error_page, host, is_get_or_head, is_https, is_main,
+    main_request, now, request_headers, set_location, unparsed_uri,
 };
-use crate::{pages, GptAuthModule};
+use crate::{ctx, pages, GptAuthModule};
 
 /// At most this many cookies with our name are tried per request (a client can send many).
 const MAX_CANDIDATES: usize = 8;
@@ -60,30 +60,22 @@ pub struct Verdict {
     pub error: Option<SessionError>,
 }
 
-/// Per-request module context (plain data in the request pool).
-#[derive(Clone, Copy)]
-pub struct RequestCtx {
-    pub verdict: Verdict,
-}
-
-/// The verdict for `r` under `lcf`, computed at most once per request and location.
+/// The verdict for `r` under `lcf`, computed at most once per request and location, and kept
+/// in the main request's context.
 pub fn verdict(r: &ngx_http_request_t, lcf: &LocConf) -> Option<&'static Verdict> {
-    let main = main_request(r);
-    let module = GptAuthModule::module();
-    if let Some(ctx) = request_ctx::<RequestCtx>(main, module) {
-        if !ptr::eq(ctx.verdict.lcf, lcf) {
-            ctx.verdict = compute(r, lcf);
-        }
-        return Some(&ctx.verdict);
+    let ctx = ctx::get_or_create(main_request(r))?;
+    match &ctx.verdict {
+        Some(v) if ptr::eq(v.lcf, lcf) => {}
+        _ => ctx.verdict = Some(compute(r, lcf)),
     }
-    new_request_ctx(main, module, RequestCtx { verdict: compute(r, lcf) }).map(|c| &c.verdict)
+    ctx.verdict.as_ref()
 }
 
 /// The verdict already computed for this request, or one computed now if the current location
 /// can verify sessions; `None` when neither.
 pub fn current_verdict(r: &ngx_http_request_t) -> Option<&'static Verdict> {
-    if let Some(ctx) = request_ctx::<RequestCtx>(main_request(r), GptAuthModule::module()) {
-        return Some(&ctx.verdict);
+    if let Some(v) = ctx::get(main_request(r)).and_then(|c| c.verdict.as_ref()) {
+        return Some(v);
     }
     let lcf = GptAuthModule::location_conf(r)?;
     lcf.keys.as_ref()?;
@@ -157,7 +149,7 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             Outcome::NotAllowed => {
                 let list = lcf.allowlist().map_or("", |l| l.path());
                 info!(r, "access refused: \"{}\" is not on the allowlist \"{}\"", email, list);
-                not_allowed(r, email)
+                not_allowed(r, lcf, email)
             }
             Outcome::Missing => {
                 info!(r, "access refused: no session cookie \"{}\"", name);
@@ -194,12 +186,14 @@ fn unauthenticated(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
 
 /// A signed-in user who may not pass: 403 with a page saying who they are (unless the operator
 /// configured an `error_page 403`, which then wins).
-fn not_allowed(r: &mut ngx_http_request_t, email: &str) -> ngx_int_t {
+fn not_allowed(r: &mut ngx_http_request_t, lcf: &LocConf, email: &str) -> ngx_int_t {
     if has_error_page(r, NGX_HTTP_FORBIDDEN as _) {
         return NGX_HTTP_FORBIDDEN as ngx_int_t;
     }
-    let page = pages::not_allowed(email);
-    send_page(r, NGX_HTTP_FORBIDDEN as _, pages::HTML, page.as_bytes())
+    // Answered from the access phase: finalize here, and tell the phase engine it is done.
+    let rc = pages::not_allowed(r, lcf, email, None);
+    finalize(r, rc);
+    nginx_sys::NGX_DONE as ngx_int_t
 }
 
 fn is_navigation(r: &ngx_http_request_t) -> bool {

@@ -3,11 +3,14 @@
 use std::rc::Rc;
 
 use gpt_auth_core::keys::KeyRing;
+use gpt_auth_core::set_cookie::{Attributes, SameSite};
 use nginx_sys::{ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, NGX_CONF_UNSET};
 
+use crate::provider::Provider;
 use crate::watch::WatchedAllowlist;
 
 pub const DEFAULT_COOKIE_NAME: &str = "gpt_auth";
+pub const DEFAULT_COOKIE_PATH: &str = "/";
 pub const DEFAULT_MAX_AGE: u64 = 7 * 86400;
 
 const FLAG_UNSET: ngx_flag_t = NGX_CONF_UNSET as ngx_flag_t;
@@ -21,46 +24,39 @@ pub struct KeyFile {
     pub ring: KeyRing,
 }
 
-/// `SameSite` cookie attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
-    Strict,
-    Lax,
-    None,
-}
-
-impl SameSite {
-    pub fn parse(s: &[u8]) -> Option<SameSite> {
-        match s.to_ascii_lowercase().as_slice() {
-            b"strict" => Some(SameSite::Strict),
-            b"lax" => Some(SameSite::Lax),
-            b"none" => Some(SameSite::None),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SameSite::Strict => "Strict",
-            SameSite::Lax => "Lax",
-            SameSite::None => "None",
-        }
-    }
-}
-
 /// http-level state shared by all locations: files loaded once per configuration, however many
-/// locations name them.
+/// locations name them, and the providers.
 #[derive(Debug, Default)]
 pub struct MainConf {
     pub key_files: Vec<Rc<KeyFile>>,
     pub allowlists: Vec<Rc<WatchedAllowlist>>,
+    pub providers: Vec<Rc<Provider>>,
 }
 
-/// Where `gpt_auth on` was written, to point `nginx -t` errors at it.
+impl MainConf {
+    pub fn provider(&self, name: &str) -> Option<&Rc<Provider>> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+/// Where a directive was written, to point `nginx -t` errors at it.
 #[derive(Debug, Clone, Default)]
 pub struct Source {
     pub file: String,
     pub line: usize,
+}
+
+/// Which content handler a location runs (not inherited).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Handler {
+    #[default]
+    None,
+    /// `gpt_auth_login NAME ...`
+    Login(Vec<String>),
+    /// `gpt_auth_callback`
+    Callback,
+    /// `gpt_auth_logout`
+    Logout,
 }
 
 /// Location-level configuration (also holds http- and server-level values, inherited down).
@@ -80,6 +76,16 @@ pub struct LocConf {
     pub login_url: *mut ngx_http_complex_value_t,
     /// `Some(None)` for `off`.
     pub allowlist: Option<Option<Rc<WatchedAllowlist>>>,
+    pub logout_url: Option<String>,
+    pub return_hosts: Option<Vec<String>>,
+    pub default_return_url: Option<String>,
+    pub login_page: Option<Rc<String>>,
+    pub not_allowed_page: Option<Rc<String>>,
+    pub error_page: Option<Rc<String>>,
+    pub handler: Handler,
+    pub handler_source: Source,
+    /// `gpt_auth_login`'s providers, resolved when the configuration is merged.
+    pub login_providers: Vec<Rc<Provider>>,
 }
 
 impl Default for LocConf {
@@ -96,6 +102,15 @@ impl Default for LocConf {
             cookie_secure: FLAG_UNSET,
             login_url: PTR_UNSET,
             allowlist: None,
+            logout_url: None,
+            return_hosts: None,
+            default_return_url: None,
+            login_page: None,
+            not_allowed_page: None,
+            error_page: None,
+            handler: Handler::None,
+            handler_source: Source::default(),
+            login_providers: Vec::new(),
         }
     }
 }
@@ -120,7 +135,8 @@ fn inherit_flag(this: &mut ngx_flag_t, prev: ngx_flag_t, default: bool) {
 }
 
 impl LocConf {
-    /// Inherits unset values from the enclosing level and applies defaults.
+    /// Inherits unset values from the enclosing level and applies defaults. The content handler
+    /// is not inherited.
     pub fn inherit_from(&mut self, prev: &LocConf) {
         if self.enable == FLAG_UNSET {
             self.enable_source = prev.enable_source.clone();
@@ -138,10 +154,17 @@ impl LocConf {
                 if prev.login_url == PTR_UNSET { core::ptr::null_mut() } else { prev.login_url };
         }
         inherit(&mut self.allowlist, &prev.allowlist);
+        inherit(&mut self.logout_url, &prev.logout_url);
+        inherit(&mut self.return_hosts, &prev.return_hosts);
+        inherit(&mut self.default_return_url, &prev.default_return_url);
+        inherit(&mut self.login_page, &prev.login_page);
+        inherit(&mut self.not_allowed_page, &prev.not_allowed_page);
+        inherit(&mut self.error_page, &prev.error_page);
     }
 
-    /// Checks a merged configuration; logs and returns `Err` for `nginx -t`.
-    pub fn validate(&self, cf: &ngx_conf_t) -> Result<(), ()> {
+    /// Checks a merged configuration and resolves provider names; logs and returns `Err` for
+    /// `nginx -t`.
+    pub fn validate(&mut self, cf: &ngx_conf_t, main: &MainConf) -> Result<(), ()> {
         if self.enabled() && self.keys.is_none() {
             emerg!(
                 cf,
@@ -151,6 +174,50 @@ impl LocConf {
                 self.enable_source.line
             );
             return Err(());
+        }
+        let directive = match &self.handler {
+            Handler::None => return Ok(()),
+            Handler::Login(_) => "gpt_auth_login",
+            Handler::Callback => "gpt_auth_callback",
+            Handler::Logout => "gpt_auth_logout",
+        };
+        let src = &self.handler_source;
+        if self.handler != Handler::Logout && self.keys.is_none() {
+            emerg!(
+                cf,
+                "\"{}\" in {}:{} needs \"gpt_auth_key_file\" (at the same or an enclosing level) \
+                 to sign cookies",
+                directive,
+                src.file,
+                src.line
+            );
+            return Err(());
+        }
+        if self.handler == Handler::Callback && main.providers.is_empty() {
+            emerg!(
+                cf,
+                "\"gpt_auth_callback\" in {}:{} needs a \"gpt_auth_provider\" block",
+                src.file,
+                src.line
+            );
+            return Err(());
+        }
+        if let Handler::Login(names) = &self.handler {
+            let mut resolved = Vec::new();
+            for name in names {
+                let Some(p) = main.provider(name) else {
+                    emerg!(
+                        cf,
+                        "\"gpt_auth_login\" in {}:{}: no \"gpt_auth_provider {}\" is defined",
+                        src.file,
+                        src.line,
+                        name
+                    );
+                    return Err(());
+                };
+                resolved.push(p.clone());
+            }
+            self.login_providers = resolved;
         }
         Ok(())
     }
@@ -167,6 +234,38 @@ impl LocConf {
         self.cookie_max_age.unwrap_or(DEFAULT_MAX_AGE)
     }
 
+    pub fn secure(&self) -> bool {
+        self.cookie_secure != 0
+    }
+
+    pub fn cookie_domain(&self) -> Option<&str> {
+        self.cookie_domain.as_deref().filter(|d| !d.is_empty())
+    }
+
+    /// Attributes of the session cookie.
+    pub fn session_cookie_attrs(&self) -> Attributes<'_> {
+        Attributes {
+            path: self.cookie_path.as_deref().unwrap_or(DEFAULT_COOKIE_PATH),
+            domain: self.cookie_domain(),
+            secure: self.secure(),
+            same_site: self.cookie_samesite.unwrap_or(SameSite::Lax),
+        }
+    }
+
+    /// Attributes of a login-state cookie: host-only, for the callback's path. The callback is
+    /// reached by a cross-site top-level redirect (GET: `Lax` is sent) or, for Google Identity
+    /// Services, a cross-site POST (`None`, which browsers accept only with `Secure`).
+    pub fn state_cookie_attrs<'a>(
+        &self,
+        redirect_uri: &'a str,
+        cross_site_post: bool,
+    ) -> Attributes<'a> {
+        let path = callback_path(redirect_uri);
+        let same_site =
+            if cross_site_post && self.secure() { SameSite::None } else { SameSite::Lax };
+        Attributes { path, domain: None, secure: self.secure(), same_site }
+    }
+
     pub fn login_url(&self) -> Option<&ngx_http_complex_value_t> {
         if self.login_url == PTR_UNSET {
             return None;
@@ -177,5 +276,19 @@ impl LocConf {
 
     pub fn allowlist(&self) -> Option<&WatchedAllowlist> {
         self.allowlist.as_ref().and_then(|a| a.as_deref())
+    }
+}
+
+/// The path part of a redirect URI (absolute or a path), without query.
+fn callback_path(uri: &str) -> &str {
+    let path = match uri.find("://") {
+        Some(i) => uri[i + 3..].find('/').map_or("/", |j| &uri[i + 3 + j..]),
+        None => uri,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    if path.is_empty() {
+        "/"
+    } else {
+        path
     }
 }

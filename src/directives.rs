@@ -9,18 +9,21 @@ use std::rc::Rc;
 
 use gpt_auth_core::duration;
 use gpt_auth_core::keys::KeyRing;
+use gpt_auth_core::set_cookie::SameSite;
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
+    ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_BLOCK,
+    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::http::HttpModuleMainConf;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
-use crate::conf::{KeyFile, LocConf, SameSite, Source, PTR_UNSET};
+use crate::conf::{Handler as ContentHandler, KeyFile, LocConf, Source, PTR_UNSET};
 use crate::ngx_ext::{conf_args, conf_full_path, conf_source, guard};
 use crate::watch::WatchedAllowlist;
 use crate::GptAuthModule;
+use crate::{handlers, provider};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
@@ -28,21 +31,37 @@ type Handler =
     unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
 
 /// A command entry. nginx compares directive names with `strcmp`, so names are C strings.
-const fn command(name: &'static CStr, args: u32, set: Handler, offset: usize) -> ngx_command_t {
+const fn command_at(
+    name: &'static CStr,
+    type_: u32,
+    set: Handler,
+    conf: usize,
+    offset: usize,
+) -> ngx_command_t {
     ngx_command_t {
         name: nginx_sys::ngx_str_t {
             len: name.count_bytes(),
             data: name.as_ptr().cast::<u8>().cast_mut(),
         },
-        type_: (ANY_LEVEL | args) as ngx_uint_t,
+        type_: type_ as ngx_uint_t,
         set: Some(set),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        conf,
         offset,
         post: ptr::null_mut(),
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 11] = [
+/// A directive valid at http, server and location level.
+const fn command(name: &'static CStr, args: u32, set: Handler, offset: usize) -> ngx_command_t {
+    command_at(name, ANY_LEVEL | args, set, NGX_HTTP_LOC_CONF_OFFSET, offset)
+}
+
+/// A content handler directive (location level only).
+const fn location_command(name: &'static CStr, args: u32, set: Handler) -> ngx_command_t {
+    command_at(name, NGX_HTTP_LOC_CONF | args, set, NGX_HTTP_LOC_CONF_OFFSET, 0)
+}
+
+pub static mut COMMANDS: [ngx_command_t; 21] = [
     command(c"gpt_auth", NGX_CONF_FLAG, cmd_enable, 0),
     command(c"gpt_auth_key_file", NGX_CONF_TAKE1, cmd_key_file, 0),
     command(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, cmd_cookie_name, 0),
@@ -63,6 +82,22 @@ pub static mut COMMANDS: [ngx_command_t; 11] = [
         core::mem::offset_of!(LocConf, login_url),
     ),
     command(c"gpt_auth_allowlist", NGX_CONF_TAKE1, cmd_allowlist, 0),
+    command(c"gpt_auth_logout_url", NGX_CONF_TAKE1, cmd_logout_url, 0),
+    command(c"gpt_auth_return_hosts", NGX_CONF_1MORE, cmd_return_hosts, 0),
+    command(c"gpt_auth_default_return_url", NGX_CONF_TAKE1, cmd_default_return_url, 0),
+    command(c"gpt_auth_login_page", NGX_CONF_TAKE1, cmd_page, 0),
+    command(c"gpt_auth_not_allowed_page", NGX_CONF_TAKE1, cmd_page, 0),
+    command(c"gpt_auth_error_page", NGX_CONF_TAKE1, cmd_page, 0),
+    command_at(
+        c"gpt_auth_provider",
+        NGX_HTTP_MAIN_CONF | NGX_CONF_BLOCK | NGX_CONF_TAKE1,
+        provider::cmd_provider,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
+    ),
+    location_command(c"gpt_auth_login", NGX_CONF_1MORE, cmd_login),
+    location_command(c"gpt_auth_callback", NGX_CONF_NOARGS, cmd_callback),
+    location_command(c"gpt_auth_logout", NGX_CONF_NOARGS, cmd_logout),
     ngx_command_t {
         name: ngx_string!(""),
         type_: 0,
@@ -86,7 +121,8 @@ fn directive(
         let args = conf_args(cf);
         let (name, value) = match args {
             [name, value, ..] => (name.to_string(), value.as_bytes().to_vec()),
-            _ => return NGX_CONF_ERROR,
+            [name] => (name.to_string(), Vec::new()),
+            [] => return NGX_CONF_ERROR,
         };
         match f(cf, lcf, &value) {
             Ok(()) => NGX_CONF_OK,
@@ -305,5 +341,152 @@ extern "C" fn cmd_allowlist(
         mcf.allowlists.push(list.clone());
         lcf.allowlist = Some(Some(list));
         Ok(())
+    })
+}
+
+extern "C" fn cmd_logout_url(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    directive(cf, conf, |_, lcf, value| {
+        let v = utf8(value)?;
+        if v != "off" && !url_like(v) {
+            return Err(format!("invalid URL \"{v}\" (an http(s) URL or a path)"));
+        }
+        set_once(&mut lcf.logout_url, if v == "off" { String::new() } else { v.to_owned() })
+    })
+}
+
+extern "C" fn cmd_default_return_url(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    directive(cf, conf, |_, lcf, value| {
+        let v = utf8(value)?;
+        if !url_like(v) {
+            return Err(format!("invalid URL \"{v}\" (an http(s) URL or a path)"));
+        }
+        set_once(&mut lcf.default_return_url, v.to_owned())
+    })
+}
+
+/// An absolute http(s) URL or a path, without spaces or control characters.
+fn url_like(v: &str) -> bool {
+    let lower = v.to_ascii_lowercase();
+    (v.starts_with('/') || lower.starts_with("https://") || lower.starts_with("http://"))
+        && !v.bytes().any(|b| b.is_ascii_control() || b == b' ')
+}
+
+extern "C" fn cmd_return_hosts(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    guard(NGX_CONF_ERROR, || {
+        // SAFETY: nginx passes the configuration being parsed and our location conf.
+        let (cfr, lcf) = unsafe { (&mut *cf, &mut *conf.cast::<LocConf>()) };
+        if lcf.return_hosts.is_some() {
+            conf_emerg!(cf, "\"gpt_auth_return_hosts\" directive is duplicate");
+            return NGX_CONF_ERROR;
+        }
+        let mut hosts = Vec::new();
+        for a in conf_args(cfr).iter().skip(1) {
+            let h = a.to_string().to_ascii_lowercase();
+            let bare = h.strip_prefix('.').unwrap_or(&h);
+            if bare.is_empty()
+                || !bare.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+            {
+                conf_emerg!(cf, "\"gpt_auth_return_hosts\" directive invalid host \"{}\"", h);
+                return NGX_CONF_ERROR;
+            }
+            hosts.push(h);
+        }
+        lcf.return_hosts = Some(hosts);
+        NGX_CONF_OK
+    })
+}
+
+extern "C" fn cmd_page(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    guard(NGX_CONF_ERROR, || {
+        // SAFETY: as in `directive`.
+        let (cfr, lcf) = unsafe { (&mut *cf, &mut *conf.cast::<LocConf>()) };
+        let (name, value) = match conf_args(cfr) {
+            [n, v] => (n.to_string(), v.as_bytes().to_vec()),
+            _ => return NGX_CONF_ERROR,
+        };
+        let result = (|| -> Result<(), String> {
+            let path = conf_full_path(cfr, &value).ok_or("cannot resolve the path")?;
+            let text = fs::read(&path)
+                .map_err(|e| format!("cannot read \"{path}\": {}", crate::log::io_reason(&e)))?;
+            let text = String::from_utf8(text).map_err(|_| format!("\"{path}\" is not UTF-8"))?;
+            let slot = match name.as_str() {
+                "gpt_auth_login_page" => &mut lcf.login_page,
+                "gpt_auth_not_allowed_page" => &mut lcf.not_allowed_page,
+                _ => &mut lcf.error_page,
+            };
+            set_once(slot, Rc::new(text))
+        })();
+        match result {
+            Ok(()) => NGX_CONF_OK,
+            Err(msg) => {
+                conf_emerg!(cf, "\"{}\" directive {}", name, msg);
+                NGX_CONF_ERROR
+            }
+        }
+    })
+}
+
+/// Makes the location run `handler` as its content handler.
+fn set_content_handler(
+    cf: &mut ngx_conf_t,
+    lcf: &mut LocConf,
+    kind: ContentHandler,
+    handler: ngx_http_handler_pt,
+) -> Result<(), String> {
+    if lcf.handler != ContentHandler::None {
+        return Err("is duplicate (a location runs one gpt_auth content handler)".into());
+    }
+    let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or("has no location")?;
+    clcf.handler = handler;
+    let (file, line) = conf_source(cf);
+    lcf.handler = kind;
+    lcf.handler_source = Source { file, line };
+    Ok(())
+}
+
+extern "C" fn cmd_login(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    directive(cf, conf, |cf, lcf, _| {
+        let names: Vec<String> = conf_args(cf).iter().skip(1).map(|a| a.to_string()).collect();
+        set_content_handler(cf, lcf, ContentHandler::Login(names), Some(handlers::login_handler))
+    })
+}
+
+extern "C" fn cmd_callback(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    directive(cf, conf, |cf, lcf, _| {
+        set_content_handler(cf, lcf, ContentHandler::Callback, Some(handlers::callback_handler))
+    })
+}
+
+extern "C" fn cmd_logout(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    directive(cf, conf, |cf, lcf, _| {
+        set_content_handler(cf, lcf, ContentHandler::Logout, Some(handlers::logout_handler))
     })
 }

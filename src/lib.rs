@@ -20,9 +20,15 @@ mod log;
 
 mod access;
 mod conf;
+mod ctx;
 mod directives;
+mod fetch;
+mod flow;
+mod handlers;
 mod ngx_ext;
 mod pages;
+mod provider;
+mod random;
 mod variables;
 mod watch;
 
@@ -123,7 +129,8 @@ impl HttpModule for GptAuthModule {
             let (cf, prev, conf) =
                 unsafe { (&*cf, &*prev.cast::<LocConf>(), &mut *conf.cast::<LocConf>()) };
             conf.inherit_from(prev);
-            match conf.validate(cf) {
+            let Some(main) = GptAuthModule::main_conf(cf) else { return NGX_CONF_ERROR };
+            match conf.validate(cf, main) {
                 Ok(()) => NGX_CONF_OK,
                 Err(()) => NGX_CONF_ERROR,
             }

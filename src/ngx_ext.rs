@@ -194,9 +194,9 @@ pub fn has_error_page(r: &ngx_http_request_t, status: ngx_uint_t) -> bool {
         .any(|p| p.status as ngx_uint_t == status)
 }
 
-/// Sends a complete small response (status, headers, body) and finalizes the request.
-/// Returns what a phase handler should return afterwards (`NGX_DONE`, or an error code).
-pub fn send_page(
+/// Sends a complete small response (status, body; headers added before) without finalizing:
+/// returns the code to finalize the request with (a content handler returns it).
+pub fn send_response(
     r: &mut ngx_http_request_t,
     status: ngx_uint_t,
     content_type: &'static str,
@@ -217,10 +217,9 @@ pub fn send_page(
         r.headers_out.content_type_len = content_type.len();
         r.headers_out.content_length_n = body.len() as i64;
 
-        let mut rc = nginx_sys::ngx_http_send_header(r);
+        let rc = nginx_sys::ngx_http_send_header(r);
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
-            nginx_sys::ngx_http_finalize_request(r, rc);
-            return nginx_sys::NGX_DONE as ngx_int_t;
+            return rc;
         }
 
         let b: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(r.pool, body.len().max(1));
@@ -230,10 +229,205 @@ pub fn send_page(
         b.set_last_buf(if is_main(r) { 1 } else { 0 });
         b.set_last_in_chain(1);
         let mut out = ngx_chain_t { buf: b, next: ptr::null_mut() };
-        rc = nginx_sys::ngx_http_output_filter(r, &mut out);
-        nginx_sys::ngx_http_finalize_request(r, rc);
+        nginx_sys::ngx_http_output_filter(r, &mut out)
+    }
+}
+
+/// Finalizes the request with `rc` (ends a request that was suspended, or one answered from a
+/// phase other than the content phase).
+pub fn finalize(r: &mut ngx_http_request_t, rc: ngx_int_t) {
+    // SAFETY: live request.
+    unsafe { nginx_sys::ngx_http_finalize_request(r, rc) }
+}
+
+/// Keeps the main request alive across a suspension: a content handler that returns `NGX_DONE`
+/// must have taken this extra reference, which nginx drops when it sees `NGX_DONE`.
+pub fn hold(r: &mut ngx_http_request_t) {
+    // SAFETY: r.main is live; count is the main request's reference count.
+    unsafe {
+        let main = &mut *r.main;
+        main.set_count(main.count() + 1);
+    }
+}
+
+/// Sets the handler nginx calls when the request is woken (e.g. after a subrequest finished).
+pub fn set_wake_handler(r: &mut ngx_http_request_t, h: extern "C" fn(*mut ngx_http_request_t)) {
+    // Wrap to the exact C signature nginx stores.
+    r.write_event_handler = Some(h);
+}
+
+/// Allocates `value` on the heap, owned by the request pool: dropped when the request ends.
+pub fn pool_box<T>(r: &ngx_http_request_t, value: T) -> Option<&'static mut T> {
+    unsafe extern "C" fn drop_box<T>(data: *mut c_void) {
+        // SAFETY: `data` came from Box::into_raw below and is dropped exactly once.
+        drop(unsafe { Box::from_raw(data.cast::<T>()) });
+    }
+    let raw = Box::into_raw(Box::new(value));
+    // SAFETY: registering a cleanup on the live request pool.
+    unsafe {
+        let Some(cln) = nginx_sys::ngx_pool_cleanup_add(r.pool, 0).as_mut() else {
+            drop(Box::from_raw(raw));
+            return None;
+        };
+        cln.handler = Some(drop_box::<T>);
+        cln.data = raw.cast();
+        Some(&mut *raw)
+    }
+}
+
+/// Post-subrequest callback signature.
+pub type PostSubrequest =
+    unsafe extern "C" fn(*mut ngx_http_request_t, *mut c_void, ngx_int_t) -> ngx_int_t;
+
+/// Starts an in-memory subrequest to `uri` (an internal location): its response body is kept in
+/// memory (up to `subrequest_output_buffer_size`) for `done`, called with `data` when it ends.
+/// The parent is woken afterwards through its write event handler.
+pub fn start_subrequest(
+    r: &mut ngx_http_request_t,
+    uri: &str,
+    done: PostSubrequest,
+    data: *mut c_void,
+) -> Option<&'static mut ngx_http_request_t> {
+    // SAFETY: allocations from the request pool; ngx_http_subrequest as nginx's own
+    // auth_request module uses it.
+    unsafe {
+        let uri = pool_copy(r, uri.as_bytes())?;
+        let uri = nginx_sys::ngx_palloc(r.pool, mem::size_of::<ngx_str_t>())
+            .cast::<ngx_str_t>()
+            .as_mut()
+            .map(|p| {
+                *p = uri;
+                p
+            })?;
+        let ps =
+            nginx_sys::ngx_palloc(r.pool, mem::size_of::<nginx_sys::ngx_http_post_subrequest_t>())
+                .cast::<nginx_sys::ngx_http_post_subrequest_t>()
+                .as_mut()?;
+        ps.handler = Some(done);
+        ps.data = data;
+
+        let mut sr: *mut ngx_http_request_t = ptr::null_mut();
+        let rc = nginx_sys::ngx_http_subrequest(
+            r,
+            uri,
+            ptr::null_mut(),
+            &mut sr,
+            ps,
+            (nginx_sys::NGX_HTTP_SUBREQUEST_IN_MEMORY | nginx_sys::NGX_HTTP_SUBREQUEST_WAITED)
+                as ngx_uint_t,
+        );
+        if rc != NGX_OK as ngx_int_t {
+            return None;
+        }
+        let sr = sr.as_mut()?;
+        // A fake, empty request body: the subrequest must never read or forward the client's.
+        sr.request_body =
+            nginx_sys::ngx_pcalloc(r.pool, mem::size_of::<nginx_sys::ngx_http_request_body_t>())
+                .cast();
+        if sr.request_body.is_null() {
+            return None;
+        }
+        Some(sr)
+    }
+}
+
+/// What an in-memory subrequest produced.
+pub struct SubrequestResult<'a> {
+    pub status: ngx_uint_t,
+    pub body: &'a [u8],
+}
+
+/// Reads the outcome of a finished in-memory subrequest (`rc` as passed to the post handler).
+pub fn subrequest_result(sr: &ngx_http_request_t, rc: ngx_int_t) -> SubrequestResult<'_> {
+    let status = if rc == NGX_ERROR as ngx_int_t {
+        nginx_sys::NGX_HTTP_BAD_GATEWAY as ngx_uint_t
+    } else if rc >= nginx_sys::NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        rc as ngx_uint_t
+    } else if sr.headers_out.status != 0 {
+        sr.headers_out.status
+    } else {
+        nginx_sys::NGX_HTTP_BAD_GATEWAY as ngx_uint_t
+    };
+    // SAFETY: for in-memory subrequests nginx collects the body in one buffer at sr.out.
+    let body = unsafe {
+        match sr.out.as_ref().and_then(|c| c.buf.as_ref()) {
+            Some(b) if !b.pos.is_null() && b.last >= b.pos => {
+                slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize)
+            }
+            _ => &[],
+        }
+    };
+    SubrequestResult { status, body }
+}
+
+/// First response header called `name` (case-insensitive) of a (sub)request.
+pub fn response_header<'a>(r: &'a ngx_http_request_t, name: &str) -> Option<&'a [u8]> {
+    let mut part = &r.headers_out.headers.part;
+    loop {
+        for i in 0..part.nelts {
+            // SAFETY: elts holds nelts ngx_table_elt_t entries.
+            let h = unsafe { &*part.elts.cast::<ngx_table_elt_t>().add(i) };
+            if h.hash != 0 && h.key.as_bytes().eq_ignore_ascii_case(name.as_bytes()) {
+                return Some(h.value.as_bytes());
+            }
+        }
+        // SAFETY: list parts end with NULL.
+        part = unsafe { part.next.as_ref()? };
+    }
+}
+
+/// Reads the whole client request body (up to `client_max_body_size`), then calls `done`.
+/// Returns what the content handler should return (`NGX_DONE`, or an error status).
+pub fn read_request_body(
+    r: &mut ngx_http_request_t,
+    done: extern "C" fn(*mut ngx_http_request_t),
+) -> ngx_int_t {
+    // Keep the body in memory: it is a small form.
+    r.set_request_body_in_single_buf(1);
+    // SAFETY: standard body reading on a live request.
+    let rc = unsafe { nginx_sys::ngx_http_read_client_request_body(r, Some(done)) };
+    if rc >= nginx_sys::NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        return rc;
     }
     nginx_sys::NGX_DONE as ngx_int_t
+}
+
+/// The client request body once read (in memory), or `None` if it went to a file or is absent.
+pub fn request_body(r: &ngx_http_request_t) -> Option<Vec<u8>> {
+    // SAFETY: request_body and its buffer chain belong to this request.
+    unsafe {
+        let rb = r.request_body.as_ref()?;
+        if !rb.temp_file.is_null() {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut cl = rb.bufs;
+        while let Some(c) = cl.as_ref() {
+            if let Some(b) = c.buf.as_ref() {
+                if b.in_file() != 0 {
+                    return None;
+                }
+                if !b.pos.is_null() && b.last >= b.pos {
+                    out.extend_from_slice(slice::from_raw_parts(
+                        b.pos,
+                        b.last.offset_from(b.pos) as usize,
+                    ));
+                }
+            }
+            cl = c.next;
+        }
+        Some(out)
+    }
+}
+
+/// The request's query string (without `?`).
+pub fn args(r: &ngx_http_request_t) -> &[u8] {
+    r.args.as_bytes()
+}
+
+/// Whether the request method is POST.
+pub fn is_post(r: &ngx_http_request_t) -> bool {
+    r.method & nginx_sys::NGX_HTTP_POST as ngx_uint_t != 0
 }
 
 /// The per-request context slot of `module` on request `r`.

@@ -1,43 +1,151 @@
-//! The small self-contained HTML pages the module serves.
+//! The pages the module serves (login, not allowed, errors) and its redirects.
+//!
+//! Each page is a template with `{{name}}` placeholders; an operator can replace any of them
+//! with their own file (`gpt_auth_login_page`, `gpt_auth_not_allowed_page`,
+//! `gpt_auth_error_page`). Values are HTML-escaped, except `{{providers}}` and `{{actions}}`,
+//! which are markup the module builds. The defaults are self-contained: no external assets except
+//! Google's button script when Google Identity Services is enabled.
+
+use gpt_auth_core::html::{escape, render};
+use gpt_auth_core::state::State;
+use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_ERROR};
+
+use crate::conf::LocConf;
+use crate::ngx_ext::{complex_value, send_response, set_location};
 
 pub const HTML: &str = "text/html; charset=utf-8";
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
+pub const DEFAULT_LOGIN: &str = include_str!("pages/login.html");
+pub const DEFAULT_NOT_ALLOWED: &str = include_str!("pages/not_allowed.html");
+pub const DEFAULT_ERROR: &str = include_str!("pages/error.html");
+
+/// The error pages of the login flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// 400: no login in progress for this answer (state missing, expired, from another browser).
+    StaleLogin,
+    /// 400: the request is not a valid login answer.
+    BadRequest,
+    /// 403: the user cancelled at the provider, or the provider refused.
+    Cancelled,
+    /// 401: the identity token could not be verified.
+    BadToken,
+    /// 502: the provider could not be reached or answered with an error or garbage.
+    ProviderDown,
+    /// 504: the provider did not answer in time.
+    ProviderTimeout,
+}
+
+impl Page {
+    fn status(self) -> ngx_uint_t {
+        (match self {
+            Page::StaleLogin | Page::BadRequest => nginx_sys::NGX_HTTP_BAD_REQUEST,
+            Page::Cancelled => nginx_sys::NGX_HTTP_FORBIDDEN,
+            Page::BadToken => nginx_sys::NGX_HTTP_UNAUTHORIZED,
+            Page::ProviderDown => nginx_sys::NGX_HTTP_BAD_GATEWAY,
+            Page::ProviderTimeout => nginx_sys::NGX_HTTP_GATEWAY_TIME_OUT,
+        }) as ngx_uint_t
+    }
+
+    fn text(self) -> (&'static str, &'static str) {
+        match self {
+            Page::StaleLogin => (
+                "Sign-in expired",
+                "This sign-in has expired, was already used, or was started in another browser. \
+                 Please start again.",
+            ),
+            Page::BadRequest => ("Bad request", "This is not a valid answer to a sign-in."),
+            Page::Cancelled => ("Sign-in cancelled", "The sign-in was cancelled or refused."),
+            Page::BadToken => (
+                "Sign-in failed",
+                "The answer of the identity provider could not be verified. Please try again.",
+            ),
+            Page::ProviderDown => (
+                "Sign-in unavailable",
+                "The identity provider could not be reached or gave an invalid answer. Please \
+                 try again in a moment.",
+            ),
+            Page::ProviderTimeout => (
+                "Sign-in unavailable",
+                "The identity provider did not answer in time. Please try again in a moment.",
+            ),
         }
     }
-    out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34em;margin:4em auto;\
-padding:0 1em;color:#222}h1{font-size:1.4em}code,b{overflow-wrap:anywhere}";
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
-    )
+/// The login URL of this location (evaluated), or `/`.
+pub fn login_url(r: &mut ngx_http_request_t, lcf: &LocConf) -> String {
+    lcf.login_url()
+        .and_then(|cv| complex_value(r, cv))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_else(|| "/".to_owned())
 }
 
-/// 403: signed in, but not on this location's allowlist.
-pub fn not_allowed(email: &str) -> String {
-    page(
-        "Not allowed",
-        &format!(
-            "<h1>Not allowed</h1>\n<p>You are signed in as <b>{}</b>, but this account is not \
-             allowed to use this site.</p>\n<p>Ask an administrator for access, or sign out and \
-             sign in with another account.</p>",
-            escape(email)
-        ),
-    )
+/// Sends an error page; returns the code to finalize with.
+pub fn error(r: &mut ngx_http_request_t, lcf: &LocConf, page: Page) -> ngx_int_t {
+    let (title, message) = page.text();
+    let login = login_url(r, lcf);
+    let status = page.status();
+    let body = render(
+        lcf.error_page.as_deref().map_or(DEFAULT_ERROR, String::as_str),
+        &[
+            ("status", &status.to_string()),
+            ("title", &escape(title)),
+            ("message", &escape(message)),
+            ("login_url", &escape(&login)),
+        ],
+    );
+    send_response(r, status, HTML, body.as_bytes())
+}
+
+/// 403: signed in (at the provider, or with a session) but not allowed here. `state` is set when
+/// the page ends a login, to offer signing in with another account.
+pub fn not_allowed(
+    r: &mut ngx_http_request_t,
+    lcf: &LocConf,
+    email: &str,
+    state: Option<&State>,
+) -> ngx_int_t {
+    let login = login_url(r, lcf);
+    let logout = lcf.logout_url.clone().unwrap_or_default();
+    let mut actions = String::new();
+    if !logout.is_empty() {
+        actions.push_str(&format!(
+            "<p><a class=\"button\" href=\"{}\">Sign out</a></p>\n",
+            escape(&logout)
+        ));
+    }
+    if let Some(st) = state {
+        let mut again =
+            gpt_auth_core::url::with_query_param(&login, "rd", st.return_url.as_bytes());
+        again = gpt_auth_core::url::with_query_param(&again, "provider", st.provider.as_bytes());
+        again = gpt_auth_core::url::with_query_param(&again, "switch", b"1");
+        actions.push_str(&format!(
+            "<p><a href=\"{}\">Sign in with another account</a></p>\n",
+            escape(&again)
+        ));
+    }
+    let body = render(
+        lcf.not_allowed_page.as_deref().map_or(DEFAULT_NOT_ALLOWED, String::as_str),
+        &[
+            ("email", &escape(email)),
+            ("logout_url", &escape(&logout)),
+            ("login_url", &escape(&login)),
+            ("actions", &actions),
+        ],
+    );
+    send_response(r, nginx_sys::NGX_HTTP_FORBIDDEN as ngx_uint_t, HTML, body.as_bytes())
+}
+
+/// 302 to `url` (absolute, or a path on this site), with a small page for old clients.
+pub fn redirect(r: &mut ngx_http_request_t, url: &str) -> ngx_int_t {
+    if set_location(r, url.as_bytes()).is_none() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>Redirect</title></head><body>\
+         <a href=\"{}\">Continue</a></body></html>\n",
+        escape(url)
+    );
+    send_response(r, nginx_sys::NGX_HTTP_MOVED_TEMPORARILY as ngx_uint_t, HTML, body.as_bytes())
 }

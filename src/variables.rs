@@ -2,6 +2,9 @@
 //! `$gpt_auth_result` (`allowed`, `missing`, `invalid`, `expired` or `not_allowed`; empty where
 //! no session can be checked).
 //!
+//! `$gpt_auth_fetch_*` describe an outbound request of the login flow; they have values only
+//! inside the module's own fetch subrequests (see nginx-conf/gpt_auth_fetch.conf).
+//!
 //! They can be used before the access phase (e.g. `limit_req_zone $gpt_auth_email`): the first
 //! use computes the verdict, the access handler reuses it.
 
@@ -12,6 +15,8 @@ use nginx_sys::{
 use ngx::ngx_string;
 
 use crate::access::{current_verdict, Outcome};
+use crate::ctx;
+use crate::fetch::FetchSpec;
 use crate::ngx_ext::{guard, set_variable};
 
 type Getter =
@@ -28,9 +33,14 @@ const fn variable(name: nginx_sys::ngx_str_t, get: Getter) -> ngx_http_variable_
     }
 }
 
-pub static mut VARIABLES: [ngx_http_variable_t; 2] = [
+pub static mut VARIABLES: [ngx_http_variable_t; 7] = [
     variable(ngx_string!("gpt_auth_email"), var_email),
     variable(ngx_string!("gpt_auth_result"), var_result),
+    variable(ngx_string!("gpt_auth_fetch_url"), var_fetch_url),
+    variable(ngx_string!("gpt_auth_fetch_method"), var_fetch_method),
+    variable(ngx_string!("gpt_auth_fetch_body"), var_fetch_body),
+    variable(ngx_string!("gpt_auth_fetch_content_type"), var_fetch_content_type),
+    variable(ngx_string!("gpt_auth_fetch_authorization"), var_fetch_authorization),
 ];
 
 fn with_value(
@@ -69,4 +79,58 @@ unsafe extern "C" fn var_result(
     _data: usize,
 ) -> ngx_int_t {
     with_value(r, v, |r| current_verdict(r).map(|v| v.outcome.as_str().as_bytes()))
+}
+
+/// A field of the fetch this subrequest performs.
+fn fetch_field(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    field: fn(&'static FetchSpec) -> &'static [u8],
+) -> ngx_int_t {
+    with_value(r, v, |r| {
+        // SAFETY: `fetch` is NULL or points at the spec kept by the main request's flow, which
+        // lives until the main request ends.
+        let spec = unsafe { ctx::get(r)?.fetch.as_ref()? };
+        Some(field(spec)).filter(|b| !b.is_empty())
+    })
+}
+
+unsafe extern "C" fn var_fetch_url(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    fetch_field(r, v, |s| s.url.as_bytes())
+}
+
+unsafe extern "C" fn var_fetch_method(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    fetch_field(r, v, |s| s.method.as_bytes())
+}
+
+unsafe extern "C" fn var_fetch_body(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    fetch_field(r, v, |s| s.body.as_bytes())
+}
+
+unsafe extern "C" fn var_fetch_content_type(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    fetch_field(r, v, |s| s.content_type.as_bytes())
+}
+
+unsafe extern "C" fn var_fetch_authorization(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    fetch_field(r, v, |s| s.authorization.as_bytes())
 }

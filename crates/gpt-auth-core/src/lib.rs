@@ -12,6 +12,7 @@ pub mod cookie_header;
 pub mod discovery;
 pub mod duration;
 pub mod form;
+pub mod html;
 pub mod http_url;
 pub mod idtoken;
 mod json;

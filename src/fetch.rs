@@ -1,0 +1,118 @@
+//! Outbound HTTP for the login flow (OpenID discovery, JWKS, token exchange), done by nginx
+//! itself: an in-memory subrequest to an `internal` location that `proxy_pass`es to
+//! `$gpt_auth_fetch_url` (see nginx-conf/gpt_auth_fetch.conf). nginx does DNS, TLS and
+//! certificate checks, timeouts, size limits (`subrequest_output_buffer_size`) and even caching;
+//! the worker never blocks.
+
+use core::ffi::c_void;
+
+use nginx_sys::{ngx_http_request_t, ngx_int_t};
+
+use crate::ctx;
+use crate::flow::Flow;
+use crate::ngx_ext::{guard, response_header, start_subrequest, subrequest_result};
+
+/// What a fetch is for (for logs and for how its answer is used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Discovery,
+    Jwks,
+    Token,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Discovery => "OpenID discovery",
+            Purpose::Jwks => "JWKS",
+            Purpose::Token => "token exchange",
+        }
+    }
+}
+
+/// One outbound request; read by the `$gpt_auth_fetch_*` variables inside the subrequest.
+#[derive(Debug)]
+pub struct FetchSpec {
+    pub purpose: Purpose,
+    pub url: String,
+    pub method: &'static str,
+    pub body: String,
+    pub content_type: &'static str,
+    pub authorization: String,
+}
+
+impl FetchSpec {
+    pub fn get(purpose: Purpose, url: &str) -> FetchSpec {
+        FetchSpec {
+            purpose,
+            url: url.to_owned(),
+            method: "GET",
+            body: String::new(),
+            content_type: "",
+            authorization: String::new(),
+        }
+    }
+
+    pub fn post_form(
+        purpose: Purpose,
+        url: &str,
+        body: String,
+        authorization: String,
+    ) -> FetchSpec {
+        FetchSpec {
+            purpose,
+            url: url.to_owned(),
+            method: "POST",
+            body,
+            content_type: "application/x-www-form-urlencoded",
+            authorization,
+        }
+    }
+}
+
+/// The answer: status (nginx's own 502/504 when the provider could not be reached), body (as
+/// much as the buffer held) and the `Cache-Control` header.
+#[derive(Debug)]
+pub struct FetchResult {
+    pub status: usize,
+    pub body: Vec<u8>,
+    pub cache_control: Option<String>,
+}
+
+/// Starts `flow.fetch` as a subrequest of the main request `r` to `location`. On success the
+/// request must be suspended; `flow.fetch_result` is set when the subrequest has finished and
+/// the main request is woken.
+pub fn start(r: &mut ngx_http_request_t, location: &str, flow: &mut Flow) -> bool {
+    let Some(spec) = flow.fetch.as_ref() else { return false };
+    let spec: *const FetchSpec = spec;
+    flow.fetch_result = None;
+    let data: *mut Flow = flow;
+    let Some(sr) = start_subrequest(r, location, fetch_done, data.cast()) else { return false };
+    let Some(sctx) = ctx::get_or_create(sr) else { return false };
+    sctx.fetch = spec;
+    true
+}
+
+unsafe extern "C" fn fetch_done(
+    sr: *mut ngx_http_request_t,
+    data: *mut c_void,
+    rc: ngx_int_t,
+) -> ngx_int_t {
+    guard(rc, || {
+        // SAFETY: `data` is the Flow that started this subrequest, owned by the main request's
+        // pool, which outlives its subrequests; `sr` is the finishing subrequest.
+        let (flow, sr) = unsafe { (&mut *data.cast::<Flow>(), &*sr) };
+        // nginx may call this more than once (e.g. again after producing an error page); the
+        // first call carries the real outcome.
+        if flow.fetch_result.is_none() {
+            let res = subrequest_result(sr, rc);
+            flow.fetch_result = Some(FetchResult {
+                status: res.status,
+                body: res.body.to_vec(),
+                cache_control: response_header(sr, "Cache-Control")
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+            });
+        }
+        rc
+    })
+}
