@@ -71,16 +71,18 @@ $(NGINX_SOURCE_DIR)/objs/ngx_auto_config.h:
 	@echo "NGINX_SOURCE_DIR=$(NGINX_SOURCE_DIR) is not configured: run its ./configure --with-compat first" >&2
 	@exit 1
 
+# The module file is replaced atomically: a running nginx may have the old one mapped.
 build: $(NGINX_CONFIGURED)
 	$(CARGO_ENV) $(CARGO) build --release --workspace
 	mkdir -p $(BUILD_DIR)
-	cp $(CARGO_SO) $(MODULE_SO)
+	cp $(CARGO_SO) $(MODULE_SO).tmp && mv -f $(MODULE_SO).tmp $(MODULE_SO)
 
 unittest:
 	$(CARGO) test --workspace --exclude $(MODULE)
 
 prove: build
-	$(TEST_ENV) $(PROVE) -r $(TESTS)
+	@tools/install-deps.sh test
+	$(TEST_ENV) $(PROVE) $(TESTS)
 
 test: build unittest prove
 
@@ -89,6 +91,7 @@ check: $(NGINX_CONFIGURED)
 	$(CARGO_ENV) $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 run: build
+	@tools/install-deps.sh run
 	@tools/run-demo.sh "$(NGINX)" "$(MODULE_SO)" "$(CURDIR)/$(CLI)"
 
 install: build

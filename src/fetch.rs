@@ -79,12 +79,12 @@ pub struct FetchResult {
     pub cache_control: Option<String>,
 }
 
-/// Starts `flow.fetch` as a subrequest of the main request `r` to `location`. On success the
-/// request must be suspended; `flow.fetch_result` is set when the subrequest has finished and
-/// the main request is woken.
+/// Starts the flow's last fetch as a subrequest of the main request `r` to `location`. On
+/// success the request must be suspended; `flow.fetch_result` is set when the subrequest has
+/// finished and the main request is woken.
 pub fn start(r: &mut ngx_http_request_t, location: &str, flow: &mut Flow) -> bool {
-    let Some(spec) = flow.fetch.as_ref() else { return false };
-    let spec: *const FetchSpec = spec;
+    let Some(spec) = flow.fetches.last() else { return false };
+    let spec: *const FetchSpec = &**spec;
     flow.fetch_result = None;
     let data: *mut Flow = flow;
     let Some(sr) = start_subrequest(r, location, fetch_done, data.cast()) else { return false };

@@ -45,8 +45,13 @@ pub struct Flow {
     pub kind: Kind,
     /// The redirect URI as the provider knows it (absolute).
     pub redirect_uri: String,
-    /// The fetch in flight, read by the `$gpt_auth_fetch_*` variables.
-    pub fetch: Option<FetchSpec>,
+    /// Every fetch made, the last one current; kept until the request ends because the
+    /// `$gpt_auth_fetch_*` variables of its subrequest point into it (boxed: addresses must not
+    /// move when the vector grows).
+    #[allow(clippy::vec_box)]
+    pub fetches: Vec<Box<FetchSpec>>,
+    /// A fetch is in flight.
+    pub waiting: bool,
     pub fetch_result: Option<FetchResult>,
     id_token: Option<String>,
     jwks_refetched: bool,
@@ -67,7 +72,8 @@ impl Flow {
             lcf,
             kind,
             redirect_uri,
-            fetch: None,
+            fetches: Vec::new(),
+            waiting: false,
             fetch_result: None,
             id_token: None,
             jwks_refetched: false,
@@ -116,7 +122,7 @@ extern "C" fn resume(r: *mut ngx_http_request_t) {
         // SAFETY: nginx calls the write event handler with the live main request.
         let r = unsafe { &mut *r };
         let Some(flow) = ctx::get(r).and_then(|c| unsafe { c.flow.as_mut() }) else { return };
-        if flow.fetch.is_some() && flow.fetch_result.is_none() {
+        if flow.waiting && flow.fetch_result.is_none() {
             return; // not for us: the fetch is still running
         }
         if let Step::Done(rc) = drive(r, flow) {
@@ -127,14 +133,15 @@ extern "C" fn resume(r: *mut ngx_http_request_t) {
 
 fn wait_for(r: &mut ngx_http_request_t, flow: &mut Flow, spec: FetchSpec) -> Step {
     debug!(r, "{} fetch: {} {}", spec.purpose.as_str(), spec.method, spec.url);
-    flow.fetch = Some(spec);
+    flow.fetches.push(Box::new(spec));
+    flow.waiting = true;
     let location = flow.provider.fetch_location.clone();
     if !fetch::start(r, &location, flow) {
         error!(
             r,
             "provider \"{}\": cannot start a subrequest to \"{}\"", flow.provider.name, location
         );
-        flow.fetch = None;
+        flow.waiting = false;
         return Step::Done(pages::error(r, flow.lcf(), Page::ProviderDown));
     }
     set_wake_handler(r, resume);
@@ -143,9 +150,15 @@ fn wait_for(r: &mut ngx_http_request_t, flow: &mut Flow, spec: FetchSpec) -> Ste
 
 fn drive(r: &mut ngx_http_request_t, flow: &mut Flow) -> Step {
     let now = now();
-    if let (Some(spec), Some(res)) = (flow.fetch.take(), flow.fetch_result.take()) {
-        if let Err(page) = absorb(r, flow, &spec, res, now) {
-            return Step::Done(pages::error(r, flow.lcf(), page));
+    if flow.waiting {
+        let (Some(res), Some(spec)) = (flow.fetch_result.take(), flow.fetches.last()) else {
+            return Step::Wait;
+        };
+        flow.waiting = false;
+        match absorb(r, &flow.provider, spec, res, now) {
+            Ok(Some(id_token)) => flow.id_token = Some(id_token),
+            Ok(None) => {}
+            Err(page) => return Step::Done(pages::error(r, flow.lcf(), page)),
         }
     }
 
@@ -266,15 +279,15 @@ fn cached_jwks(p: &Provider, now: u64) -> Option<Rc<Jwks>> {
     }
 }
 
-/// Takes in a finished fetch. Errors are logged here (one line) and name the page to show.
+/// Takes in a finished fetch: caches discovery and keys, returns the ID token of a token
+/// response. Errors are logged here (one line) and name the page to show.
 fn absorb(
     r: &mut ngx_http_request_t,
-    flow: &mut Flow,
+    p: &Provider,
     spec: &FetchSpec,
     res: FetchResult,
     now: u64,
-) -> Result<(), Page> {
-    let p = flow.provider.clone();
+) -> Result<Option<String>, Page> {
     let what = spec.purpose.as_str();
     let fail = |why: String, page: Page| {
         error!(
@@ -327,10 +340,10 @@ fn absorb(
         Purpose::Token => {
             let t = token_response::parse(&res.body)
                 .map_err(|e| fail(e.to_string(), Page::ProviderDown))?;
-            flow.id_token = Some(t.id_token);
+            return Ok(Some(t.id_token));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn form_pair(out: &mut String, name: &str, value: &str) {

@@ -1,14 +1,26 @@
 #!/bin/sh
-# Installs what building and testing gpt_auth needs on Debian/Ubuntu, skipping what is there.
-# Usage: tools/install-deps.sh [build|test|all]   (default: build)
+# Installs what building, running and testing gpt_auth needs on Debian/Ubuntu, skipping what is
+# already there.
+#
+#   tools/install-deps.sh build   nginx, nginx-dev and the C libraries the ngx crate builds against
+#   tools/install-deps.sh run     build + Node.js and the bundled OpenID provider (make run)
+#   tools/install-deps.sh test    run + Perl, openssl, Chromium and the browser driver (make test)
 set -eu
 
 want="${1:-build}"
+top="$(cd "$(dirname "$0")/.." && pwd)"
 
 pkgs="nginx nginx-dev libclang-dev libpcre2-dev libssl-dev zlib1g-dev pkg-config make gcc"
+node=no
 case "$want" in
-    test|all) pkgs="$pkgs perl curl" ;;
+    build) ;;
+    run) node=yes ;;
+    test) node=yes; pkgs="$pkgs perl openssl curl chromium" ;;
+    *) echo "usage: $0 build|run|test" >&2; exit 2 ;;
 esac
+if [ "$node" = yes ] && ! command -v node >/dev/null 2>&1; then
+    pkgs="$pkgs nodejs npm"
+fi
 
 missing=""
 for p in $pkgs; do
@@ -16,18 +28,19 @@ for p in $pkgs; do
         missing="$missing $p"
 done
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
 if [ -n "$missing" ]; then
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "install-deps: missing packages:$missing (no apt-get here: install them yourself)" >&2
         exit 1
     fi
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "install-deps: installing$missing"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
     # Debian starts the packaged nginx on installation; the project never uses that instance.
-    if [ -x /usr/sbin/nginx ] && [ -f /run/nginx.pid ]; then
+    if [ -f /run/nginx.pid ]; then
         $sudo /usr/sbin/nginx -s stop 2>/dev/null || true
     fi
 fi
@@ -35,4 +48,14 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
     exit 1
+fi
+
+# The OpenID provider (npm oidc-provider) and the browser driver (playwright-core, which uses
+# Debian's chromium: it never downloads a browser).
+if [ "$node" = yes ]; then
+    stamp="$top/t/oidc/node_modules/.package-lock.json"
+    if [ ! -f "$stamp" ] || [ "$top/t/oidc/package-lock.json" -nt "$stamp" ]; then
+        echo "install-deps: npm ci in t/oidc"
+        (cd "$top/t/oidc" && npm ci --no-audit --no-fund)
+    fi
 fi

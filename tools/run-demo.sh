@@ -1,5 +1,6 @@
-#!/bin/sh
-# Starts the gpt_auth demo in the foreground on http://127.0.0.1:8080/ (used by `make run`).
+#!/bin/bash
+# Starts the gpt_auth demo (used by `make run`): the bundled test OpenID provider on
+# 127.0.0.1:9000 and nginx with the module in the foreground on http://127.0.0.1:8080/.
 # Usage: tools/run-demo.sh NGINX MODULE_SO GPT_AUTH_CLI
 set -eu
 
@@ -9,31 +10,67 @@ cli="$3"
 top="$(cd "$(dirname "$0")/.." && pwd)"
 demo="$top/build/demo"
 
+for port in 8080 9000; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "run-demo: 127.0.0.1:$port is in use; stop what runs there first" >&2
+        exit 1
+    fi
+done
+
 mkdir -p "$demo/tmp"
 rm -rf "$demo/html"
 cp -r "$top/nginx-conf/demo-html" "$demo/html"
 cp "$top/nginx-conf/demo.conf" "$demo/nginx.conf"
-if [ ! -s "$demo/demo.keys" ]; then
-    (umask 077; "$cli" keygen > "$demo/demo.keys")
-fi
-if [ ! -s "$demo/demo.allow" ]; then
-    printf '# who may use the demo\n@example.com\n' > "$demo/demo.allow"
-fi
+cp "$top/nginx-conf/gpt_auth_fetch.conf" "$demo/gpt_auth_fetch.conf"
+[ -s "$demo/demo.keys" ] || (umask 077; "$cli" keygen > "$demo/demo.keys")
+[ -s "$demo/demo.secret" ] || (umask 077; "$cli" keygen > "$demo/demo.secret")
+printf '# who may sign in\n@example.com\n' > "$demo/company.allow"
+printf '# who may use GPT-4\nalice@example.com\n' > "$demo/gpt4.allow"
+cat > "$demo/oidc.json" <<JSON
+{
+  "issuer": "http://127.0.0.1:9000",
+  "clients": [{
+    "client_id": "demo",
+    "client_secret": "$(cat "$demo/demo.secret")",
+    "redirect_uris": ["http://127.0.0.1:8080/callback"],
+    "token_endpoint_auth_method": "client_secret_basic"
+  }],
+  "users": [
+    { "email": "alice@example.com", "email_verified": true, "name": "Alice", "password": "alice" },
+    { "email": "bob@example.com", "email_verified": true, "name": "Bob", "password": "bob" },
+    { "email": "eve@example.org", "email_verified": true, "name": "Eve", "password": "eve" }
+  ]
+}
+JSON
+
+node "$top/t/oidc/provider.mjs" --port 9000 --config "$demo/oidc.json" --log "$demo/oidc.log" &
+provider=$!
+trap 'kill $provider 2>/dev/null || true' EXIT INT TERM
+i=0
+until (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || { echo "run-demo: the provider did not start (see $demo/oidc.log)" >&2; exit 1; }
+    sleep 0.1
+done
 
 user=""
 [ "$(id -u)" -ne 0 ] || user="user root;"
 
-cookie="$("$cli" mint -k "$demo/demo.keys" -e alice@example.com --pair)"
 cat <<MSG
-gpt_auth demo on http://127.0.0.1:8080/  (Ctrl-C stops it; logs in build/demo/)
 
-  curl -i http://127.0.0.1:8080/                      # 401: no session
-  curl -i -H 'Accept: text/html' http://127.0.0.1:8080/   # 302 to /login?rd=...
-  curl -i -b '$cookie' http://127.0.0.1:8080/
-                                                      # 200: alice@example.com is allowed
-  curl -i -b "\$($cli mint -k $demo/demo.keys -e eve@evil.test --pair)" http://127.0.0.1:8080/
-                                                      # 403: signed in, not on demo.allow
+gpt_auth demo: open http://127.0.0.1:8080/ in a browser (Ctrl-C stops it; logs in build/demo/).
+
+  Sign in with the demo provider as
+    alice@example.com / alice   may use the chat and GPT-4
+    bob@example.com   / bob     may use the chat, not GPT-4 (403 at /gpt4/)
+    eve@example.org   / eve     is not on company.allow: "not allowed" at sign-in
+
+  From a shell:
+    curl -i http://127.0.0.1:8080/api/whoami                    # 401: no session
+    curl -i -H 'Accept: text/html' http://127.0.0.1:8080/        # 302 to the login page
+    curl -b "\$($cli mint -k $demo/demo.keys -e alice@example.com --pair)" \\
+         http://127.0.0.1:8080/api/whoami                      # {"user": "alice@example.com"}
 
 MSG
-exec "$nginx" -p "$demo/" -c "$demo/nginx.conf" -e "$demo/error.log" \
+"$nginx" -p "$demo/" -c "$demo/nginx.conf" -e "$demo/error.log" \
     -g "load_module $module; daemon off; $user"
