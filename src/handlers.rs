@@ -106,7 +106,7 @@ pub extern "C" fn login_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
                 info!(r, "login refused: unknown provider \"{}\"", log_safe(&name, 64));
                 return pages::error(r, lcf, Page::BadRequest);
             };
-            let prompt = param(r, "switch").map(|_| "select_account");
+            let prompt = param(r, "switch").map(|_| p.switch_account_prompt());
             let uri = redirect_uri(r, p);
             let kind = Kind::Authorize { return_url: ret, prompt };
             return flow::start(r, Flow::new(p.clone(), lcf, kind, uri));

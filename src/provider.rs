@@ -100,6 +100,17 @@ impl Provider {
         }
     }
 
+    /// The `prompt` that lets a user sign in with another account: Google's account chooser, or a
+    /// fresh login elsewhere (`select_account` is optional in OpenID Connect and not every
+    /// provider supports it).
+    pub fn switch_account_prompt(&self) -> &'static str {
+        if self.issuer == GOOGLE_ISSUER {
+            "select_account"
+        } else {
+            "login"
+        }
+    }
+
     /// Whether the authorization code flow is configured (it needs a client secret).
     pub fn code_flow(&self) -> bool {
         self.client_secret.is_some()
