@@ -26,6 +26,7 @@ NGINX_CONFIGURED := $(BUILD_DIR)/nginx/.configured
 endif
 
 MODULE_SO     := $(BUILD_DIR)/$(MODULE).so
+HOOKS_SO      := $(BUILD_DIR)/$(MODULE)-test-hooks.so
 CARGO_SO      := target/release/lib$(MODULE).so
 CLI           := target/release/gpt-auth
 CARGO_ENV     := NGINX_BUILD_DIR="$(NGINX_BUILD_DIR)"
@@ -36,7 +37,8 @@ ifeq ($(shell id -u),0)
 TEST_GLOBALS  += user root;
 endif
 TEST_ENV      := TEST_NGINX_BINARY="$(NGINX)" TEST_NGINX_GLOBALS="$(TEST_GLOBALS) $(TEST_NGINX_GLOBALS)" \
-                 GPT_AUTH_CLI="$(CURDIR)/$(CLI)" RUST_BACKTRACE=1
+                 GPT_AUTH_CLI="$(CURDIR)/$(CLI)" GPT_AUTH_TEST_HOOKS_MODULE="$(HOOKS_SO)" \
+                 RUST_BACKTRACE=1
 
 # Install locations (Debian layout).
 DESTDIR       ?=
@@ -45,7 +47,7 @@ MODULES_DIR   ?= /usr/lib/nginx/modules
 MODULES_AVAIL ?= /usr/share/nginx/modules-available
 MODULES_ENAB  ?= /etc/nginx/modules-enabled
 
-.PHONY: all build deps test unittest prove check run install uninstall clean help
+.PHONY: all build build-test-hooks deps test unittest prove check run install uninstall clean help
 
 all: build
 
@@ -77,10 +79,15 @@ build: $(NGINX_CONFIGURED)
 	mkdir -p $(BUILD_DIR)
 	cp $(CARGO_SO) $(MODULE_SO).tmp && mv -f $(MODULE_SO).tmp $(MODULE_SO)
 
+# A variant with test-only fault injection (src/test_hooks.rs), for t/gpt_auth_panic.t.
+build-test-hooks: $(NGINX_CONFIGURED)
+	$(CARGO_ENV) $(CARGO) build --profile test-hooks --features test-hooks -p $(MODULE)
+	cp target/test-hooks/lib$(MODULE).so $(HOOKS_SO).tmp && mv -f $(HOOKS_SO).tmp $(HOOKS_SO)
+
 unittest:
 	$(CARGO) test --workspace --exclude $(MODULE)
 
-prove: build
+prove: build build-test-hooks
 	@tools/install-deps.sh test
 	$(TEST_ENV) $(PROVE) $(TESTS)
 

@@ -133,6 +133,8 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         // SAFETY: nginx calls phase handlers with a live request.
         let r = unsafe { &mut *r };
         let Some(lcf) = GptAuthModule::location_conf(r) else { return NGX_DECLINED as ngx_int_t };
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::maybe_panic(r, "access");
         // nginx runs no access phase for subrequests; the check is for the main request only.
         if !lcf.enabled() || !is_main(r) {
             return NGX_DECLINED as ngx_int_t;

@@ -42,6 +42,8 @@ fn content(
         // SAFETY: nginx calls content handlers with a live request.
         let r = unsafe { &mut *r };
         let Some(lcf) = GptAuthModule::location_conf(r) else { return INTERNAL_ERROR };
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::maybe_panic(r, "content");
         f(r, lcf)
     })
 }

@@ -29,6 +29,8 @@ mod ngx_ext;
 mod pages;
 mod provider;
 mod random;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 mod variables;
 mod watch;
 
@@ -144,7 +146,19 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     guard(NGX_OK as ngx_int_t, || {
         std::panic::set_hook(Box::new(|info| {
             let log = ngx::log::ngx_cycle_log().as_ptr();
-            alert!(log, "internal error (Rust panic, request answered with 500): {}", info);
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let place = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+            alert!(
+                log,
+                "internal error (Rust panic, request answered with 500): {} at {}",
+                what.replace('\n', " "),
+                place.unwrap_or_default()
+            );
         }));
         // SAFETY: nginx passes the live cycle.
         let cycle = unsafe { &*cycle };

@@ -51,6 +51,8 @@ fn with_value(
     guard(NGX_ERROR as ngx_int_t, || {
         // SAFETY: nginx calls getters with a live request and a value to fill.
         let (r, v) = unsafe { (&*r, &mut *v) };
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::maybe_panic(r, "variable");
         match f(r) {
             Some(bytes) => set_variable(v, bytes),
             None => v.set_not_found(1),

@@ -1,0 +1,17 @@
+//! Test-only fault injection, compiled only with the `test-hooks` cargo feature (never in the
+//! shipped module): a request carrying `X-Gpt-Auth-Test-Panic: <place>` panics at that place,
+//! so the suite can prove that a panic never unwinds into nginx (the request gets a 500 and the
+//! worker lives on).
+
+use nginx_sys::ngx_http_request_t;
+
+use crate::ngx_ext::request_headers;
+
+/// Panics if the request asks for a panic at `place`.
+pub fn maybe_panic(r: &ngx_http_request_t, place: &str) {
+    let asked = request_headers(r)
+        .any(|(name, value)| name == b"x-gpt-auth-test-panic" && value == place.as_bytes());
+    if asked {
+        panic!("test panic at {place}");
+    }
+}
