@@ -252,18 +252,14 @@ impl LocConf {
         }
     }
 
-    /// Attributes of a login-state cookie: host-only, for the callback's path. The callback is
-    /// reached by a cross-site top-level redirect (GET: `Lax` is sent) or, for Google Identity
-    /// Services, a cross-site POST (`None`, which browsers accept only with `Secure`).
-    pub fn state_cookie_attrs<'a>(
-        &self,
-        redirect_uri: &'a str,
-        cross_site_post: bool,
-    ) -> Attributes<'a> {
-        let path = callback_path(redirect_uri);
+    /// Attributes of a login-state cookie: host-only, for the whole login site (so the login
+    /// page sees earlier ones and can clear surplus ones). The callback is reached by a
+    /// cross-site top-level redirect (GET: `Lax` is sent) or, for Google Identity Services, a
+    /// cross-site POST (`None`, which browsers accept only with `Secure`).
+    pub fn state_cookie_attrs(&self, cross_site_post: bool) -> Attributes<'static> {
         let same_site =
             if cross_site_post && self.secure() { SameSite::None } else { SameSite::Lax };
-        Attributes { path, domain: None, secure: self.secure(), same_site }
+        Attributes { path: "/", domain: None, secure: self.secure(), same_site }
     }
 
     pub fn login_url(&self) -> Option<&ngx_http_complex_value_t> {
@@ -276,19 +272,5 @@ impl LocConf {
 
     pub fn allowlist(&self) -> Option<&WatchedAllowlist> {
         self.allowlist.as_ref().and_then(|a| a.as_deref())
-    }
-}
-
-/// The path part of a redirect URI (absolute or a path), without query.
-fn callback_path(uri: &str) -> &str {
-    let path = match uri.find("://") {
-        Some(i) => uri[i + 3..].find('/').map_or("/", |j| &uri[i + 3 + j..]),
-        None => uri,
-    };
-    let path = path.split(['?', '#']).next().unwrap_or("/");
-    if path.is_empty() {
-        "/"
-    } else {
-        path
     }
 }

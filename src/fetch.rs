@@ -6,11 +6,13 @@
 
 use core::ffi::c_void;
 
-use nginx_sys::{ngx_http_request_t, ngx_int_t};
+use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_OK};
 
 use crate::ctx;
 use crate::flow::Flow;
-use crate::ngx_ext::{guard, response_header, start_subrequest, subrequest_result};
+use crate::ngx_ext::{
+    forgive_subrequest_output_error, guard, response_header, start_subrequest, subrequest_result,
+};
 
 /// What a fetch is for (for logs and for how its answer is used).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,9 @@ pub struct FetchResult {
     pub status: usize,
     pub body: Vec<u8>,
     pub cache_control: Option<String>,
+    /// Set when nginx gave up on the subrequest itself (e.g. a response larger than
+    /// `subrequest_output_buffer_size`, or a broken connection).
+    pub broken: bool,
 }
 
 /// Starts the flow's last fetch as a subrequest of the main request `r` to `location`. On
@@ -101,7 +106,7 @@ unsafe extern "C" fn fetch_done(
     guard(rc, || {
         // SAFETY: `data` is the Flow that started this subrequest, owned by the main request's
         // pool, which outlives its subrequests; `sr` is the finishing subrequest.
-        let (flow, sr) = unsafe { (&mut *data.cast::<Flow>(), &*sr) };
+        let (flow, sr) = unsafe { (&mut *data.cast::<Flow>(), &mut *sr) };
         // nginx may call this more than once (e.g. again after producing an error page); the
         // first call carries the real outcome.
         if flow.fetch_result.is_none() {
@@ -111,8 +116,17 @@ unsafe extern "C" fn fetch_done(
                 body: res.body.to_vec(),
                 cache_control: response_header(sr, "Cache-Control")
                     .map(|v| String::from_utf8_lossy(v).into_owned()),
+                broken: rc == NGX_ERROR as ngx_int_t,
             });
         }
-        rc
+        // NGX_ERROR from a subrequest makes nginx terminate the main request too (no response
+        // at all). The failure is recorded: let the subrequest end normally, and the main
+        // request answer with an error page.
+        if rc == NGX_ERROR as ngx_int_t {
+            forgive_subrequest_output_error(sr);
+            NGX_OK as ngx_int_t
+        } else {
+            rc
+        }
     })
 }

@@ -27,7 +27,7 @@ use crate::fetch::{self, FetchResult, FetchSpec, Purpose};
 use crate::ngx_ext::{add_response_header, finalize, guard, now, set_wake_handler};
 use crate::pages::{self, Page};
 use crate::provider::{Provider, TokenAuth};
-use crate::{ctx, random};
+use crate::{ctx, login_state, random};
 
 /// How long a login may take from the login page to the callback.
 pub const STATE_TTL: u64 = 600;
@@ -318,6 +318,14 @@ fn absorb(
             _ => Err(fail(format!("status {}", res.status), Page::ProviderDown)),
         };
     }
+    if res.broken {
+        return Err(fail(
+            "no complete response (larger than subrequest_output_buffer_size, or the \
+             connection broke)"
+                .into(),
+            Page::ProviderDown,
+        ));
+    }
     if res.status == nginx_sys::NGX_HTTP_GATEWAY_TIME_OUT as usize {
         return Err(fail("timed out".into(), Page::ProviderTimeout));
     }
@@ -409,19 +417,12 @@ fn authorize(
         provider: p.name.clone(),
         exp: now + STATE_TTL,
     };
-    let name = state::cookie_name(lcf.cookie_name(), &sid);
-    let Ok(value) = state::encode(keys.ring.signing_key(), &name, &st) else {
+    // Cannot fail for a checked return address (at most 1024 bytes); refuse politely if it does.
+    if state::encode(keys.ring.signing_key(), "", &st).is_err() {
         info!(r, "login refused: return address too long");
         return pages::error(r, lcf, Page::StaleLogin);
-    };
-    let attrs = lcf.state_cookie_attrs(&flow.redirect_uri, false);
-    if add_response_header(
-        r,
-        "Set-Cookie",
-        set_cookie::set(&name, &value, STATE_TTL, &attrs).as_bytes(),
-    )
-    .is_none()
-    {
+    }
+    if login_state::start(r, lcf, &st, false, now).is_none() {
         return NGX_ERROR as ngx_int_t;
     }
 
@@ -461,11 +462,7 @@ fn signed_in(r: &mut ngx_http_request_t, flow: &Flow, claims: Claims, now: u64) 
         Kind::Authorize { .. } => return NGX_ERROR as ngx_int_t,
     };
     // The login is used up either way.
-    let attrs =
-        lcf.state_cookie_attrs(&flow.redirect_uri, matches!(flow.kind, Kind::Credential { .. }));
-    if add_response_header(r, "Set-Cookie", set_cookie::clear(state_cookie, &attrs).as_bytes())
-        .is_none()
-    {
+    if login_state::finish(r, lcf, state_cookie).is_none() {
         return NGX_ERROR as ngx_int_t;
     }
 
@@ -480,7 +477,11 @@ fn signed_in(r: &mut ngx_http_request_t, flow: &Flow, claims: Claims, now: u64) 
                 p.name,
                 list.path()
             );
-            return pages::not_allowed(r, lcf, &email, Some(state));
+            let switch = pages::Switch {
+                return_url: &state.return_url,
+                code_flow_provider: p.code_flow().then_some(p.name.as_str()),
+            };
+            return pages::not_allowed(r, lcf, &email, Some(switch));
         }
     }
     let Some(keys) = &lcf.keys else { return NGX_ERROR as ngx_int_t };

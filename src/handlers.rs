@@ -25,11 +25,11 @@ use crate::conf::LocConf;
 use crate::flow::{self, Flow, Kind, STATE_TTL};
 use crate::ngx_ext::{
     add_response_header, args, finalize, guard, host, is_get_or_head, is_https, is_post, now,
-    read_request_body, request_body, request_headers, send_response,
+    read_request_body, request_body, request_headers, send_response, server_name,
 };
 use crate::pages::{self, Page, DEFAULT_LOGIN, HTML};
 use crate::provider::Provider;
-use crate::{random, GptAuthModule};
+use crate::{login_state, random, GptAuthModule};
 
 const INTERNAL_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
 
@@ -80,7 +80,8 @@ fn return_url(r: &ngx_http_request_t, lcf: &LocConf, rd: Option<&str>) -> String
     let policy = Policy {
         cookie_domain: lcf.cookie_domain().map(str::to_owned),
         allowed_hosts: lcf.return_hosts.clone().unwrap_or_default(),
-        own_host: Some(String::from_utf8_lossy(r.headers_in.server.as_bytes()).into_owned()),
+        // The configured name of this server, not the client's Host header.
+        own_host: server_name(r),
     };
     if let Some(rd) = rd.filter(|rd| !rd.is_empty()) {
         if let Some(ok) = policy.check(rd) {
@@ -171,10 +172,22 @@ fn login_page(r: &mut ngx_http_request_t, lcf: &LocConf, ret: &str) -> ngx_int_t
     send_response(r, nginx_sys::NGX_HTTP_OK as ngx_uint_t, HTML, body.as_bytes())
 }
 
-/// For Google Identity Services: a state cookie named after a fresh nonce (the POST that
-/// follows carries no `state`; the credential's nonce finds the cookie). Returns the nonce.
+/// For Google Identity Services: a state cookie named after a nonce (the POST that follows
+/// carries no `state`; the credential's nonce finds the cookie). A fresh enough one for the same
+/// provider and return address is reused, so reloading the page does not pile up cookies.
+/// Returns the nonce.
 fn gsi_state(r: &mut ngx_http_request_t, lcf: &LocConf, p: &Provider, ret: &str) -> Option<String> {
-    let keys = lcf.keys.as_ref()?;
+    let now = now();
+    let (pending, _) = login_state::pending(r, lcf, now);
+    let reusable = pending.iter().find(|(_, st)| {
+        st.provider == p.name
+            && st.verifier.is_empty()
+            && st.return_url == ret
+            && st.exp > now + STATE_TTL / 2
+    });
+    if let Some((_, st)) = reusable {
+        return Some(st.nonce.clone());
+    }
     let nonce = random::id()?;
     let st = State {
         sid: nonce.clone(),
@@ -182,17 +195,9 @@ fn gsi_state(r: &mut ngx_http_request_t, lcf: &LocConf, p: &Provider, ret: &str)
         verifier: String::new(),
         return_url: ret.to_owned(),
         provider: p.name.clone(),
-        exp: now() + STATE_TTL,
+        exp: now + STATE_TTL,
     };
-    let name = state::cookie_name(lcf.cookie_name(), &nonce);
-    let value = state::encode(keys.ring.signing_key(), &name, &st).ok()?;
-    let uri = redirect_uri(r, p);
-    let attrs = lcf.state_cookie_attrs(&uri, true);
-    add_response_header(
-        r,
-        "Set-Cookie",
-        set_cookie::set(&name, &value, STATE_TTL, &attrs).as_bytes(),
-    )?;
+    login_state::start(r, lcf, &st, true, now)?;
     Some(nonce)
 }
 
@@ -257,6 +262,12 @@ fn code_callback(r: &mut ngx_http_request_t, lcf: &LocConf) -> Result<Flow, Page
     };
     let (st, cookie_name, p) = login_state(r, lcf, &sid)?;
     if !p.code_flow() {
+        info!(
+            r,
+            "login refused: a code for provider \"{}\", which has no code flow (no \
+             client_secret_file)",
+            p.name
+        );
         return Err(Page::BadRequest);
     }
     // RFC 9207: an authorization response from another issuer is a mix-up attack.

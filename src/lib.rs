@@ -25,6 +25,7 @@ mod directives;
 mod fetch;
 mod flow;
 mod handlers;
+mod login_state;
 mod ngx_ext;
 mod pages;
 mod provider;

@@ -11,7 +11,7 @@ use nginx_sys::{
     ngx_module_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_HEAD,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
 };
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 /// Runs `f`, turning a panic into `on_panic` so that no unwinding ever crosses into nginx.
 /// The panic itself is logged by the hook installed in `init_process`.
@@ -119,6 +119,16 @@ pub fn host(r: &ngx_http_request_t) -> &[u8] {
         return h.value.as_bytes();
     }
     r.headers_in.server.as_bytes()
+}
+
+/// The primary `server_name` of the server handling the request (not a regex or wildcard).
+pub fn server_name(r: &ngx_http_request_t) -> Option<String> {
+    let cscf: &nginx_sys::ngx_http_core_srv_conf_t = NgxHttpCoreModule::server_conf(r)?;
+    let name = cscf.server_name.as_bytes();
+    if name.is_empty() || name.starts_with(b"~") || name.contains(&b'*') || name == b"_" {
+        return None;
+    }
+    Some(String::from_utf8_lossy(name).to_ascii_lowercase())
 }
 
 /// The request line's URI as the client sent it (path and query).
@@ -329,6 +339,17 @@ pub fn start_subrequest(
         }
         Some(sr)
     }
+}
+
+/// Lets an in-memory subrequest whose output failed (nginx refuses a body larger than
+/// `subrequest_output_buffer_size` with NGX_ERROR) end as a normal subrequest instead of taking
+/// the main request down with it: nginx's output filter marks the shared client connection as
+/// failed (`c->error`) on any filter error, although the client was never written to; undo that,
+/// and drop the output still buffered for the subrequest.
+pub fn forgive_subrequest_output_error(sr: &mut ngx_http_request_t) {
+    sr.set_buffered(0);
+    // SAFETY: a live request has a live connection.
+    unsafe { (*sr.connection).set_error(0) };
 }
 
 /// What an in-memory subrequest produced.

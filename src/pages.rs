@@ -7,7 +7,6 @@
 //! Google's button script when Google Identity Services is enabled.
 
 use gpt_auth_core::html::{escape, render};
-use gpt_auth_core::state::State;
 use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_ERROR};
 
 use crate::conf::LocConf;
@@ -98,13 +97,21 @@ pub fn error(r: &mut ngx_http_request_t, lcf: &LocConf, page: Page) -> ngx_int_t
     send_response(r, status, HTML, body.as_bytes())
 }
 
-/// 403: signed in (at the provider, or with a session) but not allowed here. `state` is set when
+/// How a not-allowed page that ends a login offers another account.
+pub struct Switch<'a> {
+    pub return_url: &'a str,
+    /// The provider to start a code flow with (asking for another account); `None` for a
+    /// provider without one (Google Identity Services: its button chooses the account).
+    pub code_flow_provider: Option<&'a str>,
+}
+
+/// 403: signed in (at the provider, or with a session) but not allowed here. `switch` is set when
 /// the page ends a login, to offer signing in with another account.
 pub fn not_allowed(
     r: &mut ngx_http_request_t,
     lcf: &LocConf,
     email: &str,
-    state: Option<&State>,
+    switch: Option<Switch<'_>>,
 ) -> ngx_int_t {
     let login = login_url(r, lcf);
     let logout = lcf.logout_url.clone().unwrap_or_default();
@@ -115,11 +122,13 @@ pub fn not_allowed(
             escape(&logout)
         ));
     }
-    if let Some(st) = state {
+    if let Some(sw) = switch {
         let mut again =
-            gpt_auth_core::url::with_query_param(&login, "rd", st.return_url.as_bytes());
-        again = gpt_auth_core::url::with_query_param(&again, "provider", st.provider.as_bytes());
-        again = gpt_auth_core::url::with_query_param(&again, "switch", b"1");
+            gpt_auth_core::url::with_query_param(&login, "rd", sw.return_url.as_bytes());
+        if let Some(p) = sw.code_flow_provider {
+            again = gpt_auth_core::url::with_query_param(&again, "provider", p.as_bytes());
+            again = gpt_auth_core::url::with_query_param(&again, "switch", b"1");
+        }
         actions.push_str(&format!(
             "<p><a href=\"{}\">Sign in with another account</a></p>\n",
             escape(&again)

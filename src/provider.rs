@@ -263,8 +263,9 @@ fn set_provider_field(
 ) -> Result<(), String> {
     match directive {
         "issuer" => {
+            // Exactly as the provider writes it (some, like Auth0, end in "/").
             let v = absolute_url(one(args)?)?;
-            set_once(&mut p.issuer, v.trim_end_matches('/'))
+            set_once(&mut p.issuer, &v)
         }
         "client_id" => set_once(&mut p.client_id, one(args)?),
         "client_secret_file" => {

@@ -73,6 +73,9 @@ http {
         listen       127.0.0.1:8080;
         server_name  auth;
 
+        # the protected site is on another port of 127.0.0.1: a host logins may return to
+        gpt_auth_return_hosts 127.0.0.1;
+
         include %%REPO%%/nginx-conf/gpt_auth_fetch.conf;
         gpt_auth_allowlist %%TESTDIR%%/auth.allow;
 
@@ -248,7 +251,7 @@ my $state_name = 'gpt_auth_state_' . ($s->{sid} // '');
 my $st = $sc->{$state_name};
 ok($st && $st->{value} =~ /^s1\./, 'basic: login state cookie named after the state');
 is(join(' ', map { "$_=" . ($st->{attrs}{$_} // '-') } qw/ path httponly samesite secure domain /),
-	'path=/callback httponly=1 samesite=Lax secure=- domain=-',
+	'path=/ httponly=1 samesite=Lax secure=- domain=-',
 	'basic: state cookie attributes');
 
 ok($s->{op}{form_seen}, 'basic: the provider showed its login form');

@@ -10,10 +10,12 @@ use strict;
 
 use base qw/ Exporter /;
 our @EXPORT = qw/ new_key_bytes key_line key_id mint_cookie request status header
-	headers body conf_test set_cookies /;
+	headers body conf_test set_cookies verify_cookie state_kid state_encode state_decode
+	log_offset log_since urlencode urldecode query_params /;
 
 use Digest::SHA qw/ sha256 hmac_sha256 /;
-use MIME::Base64 qw/ encode_base64 encode_base64url /;
+use JSON::PP;
+use MIME::Base64 qw/ encode_base64 encode_base64url decode_base64url /;
 use Test::Nginx qw/ http port /;
 
 # 32 random bytes (a key's raw secret).
@@ -53,7 +55,8 @@ sub mint_cookie {
 }
 
 # request($uri, cookie => 'a=b', accept => 'text/html', method => 'GET',
-#         headers => ["X-A: 1", ...], host => 'localhost', body => '...', port => 8080)
+#         headers => ["X-A: 1", ...], host => 'localhost', body => '...', port => 8080,
+#         timeout => seconds (default: the harness's))
 sub request {
 	my ($uri, %a) = @_;
 	my $method = $a{method} // 'GET';
@@ -69,6 +72,7 @@ sub request {
 	$r .= $a{body} if defined $a{body};
 	my %opts;
 	$opts{PeerAddr} = '127.0.0.1:' . port($a{port}) if defined $a{port};
+	$opts{timeout} = $a{timeout} if defined $a{timeout};
 	return http($r, %opts) // '';
 }
 
@@ -80,7 +84,8 @@ sub status {
 # First value of a response header (case-insensitive name), or undef.
 sub header {
 	my ($r, $name) = @_;
-	my ($head) = split(/\r\n\r\n/, $r, 2);
+	my ($head) = split(/\r\n\r\n/, $r // '', 2);
+	$head //= '';
 	return $1 if $head =~ /^\Q$name\E:[ \t]*(.*?)\r?$/mi;
 	return undef;
 }
@@ -88,7 +93,8 @@ sub header {
 # All values of a response header.
 sub headers {
 	my ($r, $name) = @_;
-	my ($head) = split(/\r\n\r\n/, $r, 2);
+	my ($head) = split(/\r\n\r\n/, $r // '', 2);
+	$head //= '';
 	return ($head =~ /^\Q$name\E:[ \t]*(.*?)\r?$/mgi);
 }
 
@@ -109,6 +115,99 @@ sub body {
 	my ($r) = @_;
 	my (undef, $b) = split(/\r\n\r\n/, $r, 2);
 	return $b // '';
+}
+
+# verify_cookie(key => $bytes, value => $cookie_value, [name => 'gpt_auth'])
+# The session cookie's fields if its MAC is right (docs/cookie-format.md), else undef:
+# { version, kid, iat, exp, email }.
+sub verify_cookie {
+	my (%a) = @_;
+	my $name = $a{name} // 'gpt_auth';
+	my @f = split /\./, $a{value} // '', -1;
+	return undef unless @f == 6;
+	my $body = join('.', @f[0 .. 4]);
+	return undef unless $f[5] eq encode_base64url(hmac_sha256("$name=$body", $a{key}));
+	return { version => $f[0], kid => $f[1], iat => $f[2], exp => $f[3],
+		email => decode_base64url($f[4]) };
+}
+
+# The login-state cookie, as specified in crates/gpt-auth-core/STATE-COOKIE.md (the Perl there).
+
+sub state_kid { encode_base64url(substr(sha256($_[0]), 0, 6)) }
+
+# state_encode($secret, $cookie_name, \%state) -> value
+sub state_encode {
+	my ($secret, $name, $s) = @_;
+	my $json = JSON::PP->new->utf8->canonical(0);
+	my $payload = '{' . join(',', map { $json->encode($_) . ':' . $json->encode($s->{$_}) }
+		qw(sid nonce verifier return_url provider)) . ',"exp":' . ($s->{exp} + 0) . '}';
+	my $body = 's1.' . state_kid($secret) . '.' . encode_base64url($payload);
+	return "$body." . encode_base64url(hmac_sha256("$name=$body", $secret));
+}
+
+# state_decode($secret, $cookie_name, $value, $now) -> \%state or undef
+sub state_decode {
+	my ($secret, $name, $value, $now) = @_;
+	return undef if length($value) > 2048;
+	my @f = split /\./, $value, -1;
+	return undef unless @f == 4 && $f[0] eq 's1' && $f[1] eq state_kid($secret);
+	my $body = join('.', @f[0 .. 2]);
+	my $mac = encode_base64url(hmac_sha256("$name=$body", $secret));
+	return undef unless length($f[3]) == 43 && $f[3] eq $mac;
+	my $s = eval { JSON::PP->new->utf8->decode(decode_base64url($f[2])) } or return undef;
+	return undef unless ref $s eq 'HASH' && keys %$s == 6
+		&& 6 == grep({ exists $s->{$_} } qw(sid nonce verifier return_url provider exp))
+		&& $s->{sid} =~ /\A[A-Za-z0-9_-]{21}[AQgw]\z/ && $name =~ /_state_\Q$s->{sid}\E\z/;
+	return $now < $s->{exp} ? $s : undef;
+}
+
+# Percent-encoding of everything but RFC 3986 unreserved characters, and its inverse (with
+# "+" as a space, as in forms).
+sub urlencode {
+	my ($s) = @_;
+	$s =~ s/([^A-Za-z0-9\-._~])/sprintf('%%%02X', ord($1))/ge;
+	return $s;
+}
+
+sub urldecode {
+	my ($s) = @_;
+	$s =~ tr/+/ /;
+	$s =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
+	return $s;
+}
+
+# The query parameters of a URL (or query string) as a hash of decoded values, plus the
+# order of the names under the key "" (an array ref).
+sub query_params {
+	my ($url) = @_;
+	my $q = $url =~ /\?(.*)\z/s ? $1 : $url;
+	$q =~ s/#.*//s;
+	my %p = ('' => []);
+	for my $pair (split /&/, $q) {
+		my ($k, $v) = split /=/, $pair, 2;
+		$k = urldecode($k);
+		push @{ $p{''} }, $k;
+		$p{$k} = urldecode($v // '') unless exists $p{$k};
+	}
+	return \%p;
+}
+
+# Size of the error log now (a mark), and what was logged after a mark (without the [debug]
+# lines of a debug build, which would only bury the lines a test looks for).
+sub log_offset {
+	my ($t) = @_;
+	return -s ($t->testdir() . '/error.log') // 0;
+}
+
+sub log_since {
+	my ($t, $offset) = @_;
+	open(my $fh, '<:raw', $t->testdir() . '/error.log') or return '';
+	seek($fh, $offset, 0);
+	local $/;
+	my $log = <$fh> // '';
+	close $fh;
+	return join('', grep { m{^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?!debug\])} }
+		split /^/m, $log);
 }
 
 # conf_test($t, $name, $conf): writes $conf (expanded) and runs `nginx -t` on it; returns
