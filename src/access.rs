@@ -21,7 +21,7 @@ use crate::ngx_ext::{
     complex_value, finalize, guard, has_error_page, host, is_get_or_head, is_https, is_main,
     main_request, now, request_headers, set_location, unparsed_uri,
 };
-use crate::{ctx, pages, GptAuthModule};
+use crate::{budget, ctx, pages, GptAuthModule};
 
 /// At most this many cookies with our name are tried per request (a client can send many).
 const MAX_CANDIDATES: usize = 8;
@@ -146,6 +146,11 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         match v.outcome {
             Outcome::Allowed => {
                 debug!(r, "access granted to \"{}\"", email);
+                if let Some(q) = lcf.quota() {
+                    if let Some(rc) = budget::enforce(r, lcf, q, email) {
+                        return rc;
+                    }
+                }
                 NGX_OK as ngx_int_t
             }
             Outcome::NotAllowed => {
@@ -198,7 +203,7 @@ fn not_allowed(r: &mut ngx_http_request_t, lcf: &LocConf, email: &str) -> ngx_in
     nginx_sys::NGX_DONE as ngx_int_t
 }
 
-fn is_navigation(r: &ngx_http_request_t) -> bool {
+pub fn is_navigation(r: &ngx_http_request_t) -> bool {
     let mut kind = RequestKind { safe_method: is_get_or_head(r), ..Default::default() };
     for (name, value) in request_headers(r) {
         match name {

@@ -7,6 +7,7 @@ use gpt_auth_core::set_cookie::{Attributes, SameSite};
 use nginx_sys::{ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, NGX_CONF_UNSET};
 
 use crate::provider::Provider;
+use crate::quota::{QuotaConf, Zone};
 use crate::watch::WatchedAllowlist;
 
 pub const DEFAULT_COOKIE_NAME: &str = "gpt_auth";
@@ -31,11 +32,16 @@ pub struct MainConf {
     pub key_files: Vec<Rc<KeyFile>>,
     pub allowlists: Vec<Rc<WatchedAllowlist>>,
     pub providers: Vec<Rc<Provider>>,
+    pub quota_zones: Vec<Rc<Zone>>,
 }
 
 impl MainConf {
     pub fn provider(&self, name: &str) -> Option<&Rc<Provider>> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn quota_zone(&self, name: &str) -> Option<&Rc<Zone>> {
+        self.quota_zones.iter().find(|z| z.name == name)
     }
 }
 
@@ -57,6 +63,8 @@ pub enum Handler {
     Callback,
     /// `gpt_auth_logout`
     Logout,
+    /// `gpt_auth_quota_report ZONE`
+    QuotaReport(String),
 }
 
 /// Location-level configuration (also holds http- and server-level values, inherited down).
@@ -82,6 +90,9 @@ pub struct LocConf {
     pub login_page: Option<Rc<String>>,
     pub not_allowed_page: Option<Rc<String>>,
     pub error_page: Option<Rc<String>>,
+    pub quota_page: Option<Rc<String>>,
+    /// `Some(None)` for `off`.
+    pub quota: Option<Option<Rc<QuotaConf>>>,
     pub handler: Handler,
     pub handler_source: Source,
     /// `gpt_auth_login`'s providers, resolved when the configuration is merged.
@@ -108,6 +119,8 @@ impl Default for LocConf {
             login_page: None,
             not_allowed_page: None,
             error_page: None,
+            quota_page: None,
+            quota: None,
             handler: Handler::None,
             handler_source: Source::default(),
             login_providers: Vec::new(),
@@ -160,6 +173,8 @@ impl LocConf {
         inherit(&mut self.login_page, &prev.login_page);
         inherit(&mut self.not_allowed_page, &prev.not_allowed_page);
         inherit(&mut self.error_page, &prev.error_page);
+        inherit(&mut self.quota_page, &prev.quota_page);
+        inherit(&mut self.quota, &prev.quota);
     }
 
     /// Checks a merged configuration and resolves provider names; logs and returns `Err` for
@@ -175,13 +190,41 @@ impl LocConf {
             );
             return Err(());
         }
+        if let Some(Some(q)) = &self.quota {
+            if q.zone.get().is_none() {
+                let Some(zone) = main.quota_zone(&q.zone_name) else {
+                    emerg!(
+                        cf,
+                        "\"gpt_auth_quota\": no \"gpt_auth_quota_zone zone={}:...\" is defined",
+                        q.zone_name
+                    );
+                    return Err(());
+                };
+                let _ = q.zone.set(zone.clone());
+            }
+        }
         let directive = match &self.handler {
             Handler::None => return Ok(()),
             Handler::Login(_) => "gpt_auth_login",
             Handler::Callback => "gpt_auth_callback",
             Handler::Logout => "gpt_auth_logout",
+            Handler::QuotaReport(_) => "gpt_auth_quota_report",
         };
         let src = &self.handler_source;
+        if let Handler::QuotaReport(name) = &self.handler {
+            if main.quota_zone(name).is_none() {
+                emerg!(
+                    cf,
+                    "\"gpt_auth_quota_report\" in {}:{}: no \"gpt_auth_quota_zone zone={}:...\" is \
+                     defined",
+                    src.file,
+                    src.line,
+                    name
+                );
+                return Err(());
+            }
+            return Ok(());
+        }
         if self.handler != Handler::Logout && self.keys.is_none() {
             emerg!(
                 cf,
@@ -272,5 +315,9 @@ impl LocConf {
 
     pub fn allowlist(&self) -> Option<&WatchedAllowlist> {
         self.allowlist.as_ref().and_then(|a| a.as_deref())
+    }
+
+    pub fn quota(&self) -> Option<&QuotaConf> {
+        self.quota.as_ref().and_then(|q| q.as_deref())
     }
 }

@@ -23,7 +23,7 @@ use crate::conf::{Handler as ContentHandler, KeyFile, LocConf, Source, PTR_UNSET
 use crate::ngx_ext::{conf_args, conf_full_path, conf_source, guard};
 use crate::watch::WatchedAllowlist;
 use crate::GptAuthModule;
-use crate::{handlers, provider};
+use crate::{budget, handlers, provider, quota};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
@@ -61,7 +61,7 @@ const fn location_command(name: &'static CStr, args: u32, set: Handler) -> ngx_c
     command_at(name, NGX_HTTP_LOC_CONF | args, set, NGX_HTTP_LOC_CONF_OFFSET, 0)
 }
 
-pub static mut COMMANDS: [ngx_command_t; 21] = [
+pub static mut COMMANDS: [ngx_command_t; 25] = [
     command(c"gpt_auth", NGX_CONF_FLAG, cmd_enable, 0),
     command(c"gpt_auth_key_file", NGX_CONF_TAKE1, cmd_key_file, 0),
     command(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, cmd_cookie_name, 0),
@@ -98,6 +98,16 @@ pub static mut COMMANDS: [ngx_command_t; 21] = [
     location_command(c"gpt_auth_login", NGX_CONF_1MORE, cmd_login),
     location_command(c"gpt_auth_callback", NGX_CONF_NOARGS, cmd_callback),
     location_command(c"gpt_auth_logout", NGX_CONF_NOARGS, cmd_logout),
+    command_at(
+        c"gpt_auth_quota_zone",
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        quota::cmd_zone,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
+    ),
+    command(c"gpt_auth_quota", NGX_CONF_1MORE, cmd_quota, 0),
+    command(c"gpt_auth_quota_page", NGX_CONF_TAKE1, cmd_page, 0),
+    location_command(c"gpt_auth_quota_report", NGX_CONF_TAKE1, cmd_quota_report),
     ngx_command_t {
         name: ngx_string!(""),
         type_: 0,
@@ -428,6 +438,7 @@ extern "C" fn cmd_page(
             let slot = match name.as_str() {
                 "gpt_auth_login_page" => &mut lcf.login_page,
                 "gpt_auth_not_allowed_page" => &mut lcf.not_allowed_page,
+                "gpt_auth_quota_page" => &mut lcf.quota_page,
                 _ => &mut lcf.error_page,
             };
             set_once(slot, Rc::new(text))
@@ -488,5 +499,33 @@ extern "C" fn cmd_logout(
 ) -> *mut c_char {
     directive(cf, conf, |cf, lcf, _| {
         set_content_handler(cf, lcf, ContentHandler::Logout, Some(handlers::logout_handler))
+    })
+}
+
+extern "C" fn cmd_quota(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    directive(cf, conf, |cf, lcf, _| quota::quota_directive(cf, lcf))
+}
+
+extern "C" fn cmd_quota_report(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    directive(cf, conf, |cf, lcf, value| {
+        let v = utf8(value)?;
+        let name = v
+            .strip_prefix("zone=")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| format!("invalid parameter \"{v}\" (expected zone=NAME)"))?;
+        set_content_handler(
+            cf,
+            lcf,
+            ContentHandler::QuotaReport(name.to_owned()),
+            Some(budget::report_handler),
+        )
     })
 }

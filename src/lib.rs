@@ -19,6 +19,7 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpC
 mod log;
 
 mod access;
+mod budget;
 mod conf;
 mod ctx;
 mod directives;
@@ -29,6 +30,7 @@ mod login_state;
 mod ngx_ext;
 mod pages;
 mod provider;
+mod quota;
 mod random;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
@@ -65,6 +67,7 @@ pub static mut ngx_http_gpt_auth_module: ngx_module_t = ngx_module_t {
     commands: unsafe { ptr::addr_of_mut!(directives::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_process: Some(init_process),
+    exit_process: Some(exit_process),
     ..ngx_module_t::default()
 };
 
@@ -141,8 +144,8 @@ impl HttpModule for GptAuthModule {
     }
 }
 
-/// Worker start-up: route panics to the error log, and warn about allowlists this worker's user
-/// cannot re-read.
+/// Worker start-up: route panics to the error log, warn about allowlists this worker's user
+/// cannot re-read, and start saving quota counters.
 extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     guard(NGX_OK as ngx_int_t, || {
         std::panic::set_hook(Box::new(|info| {
@@ -168,6 +171,15 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 list.check_readable(cycle.log);
             }
         }
+        quota::start_state_timers(cycle);
         NGX_OK as ngx_int_t
+    })
+}
+
+/// Worker exit: the last save of the quota counters.
+extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    guard((), || {
+        // SAFETY: nginx passes the live cycle.
+        quota::save_all(unsafe { &*cycle });
     })
 }

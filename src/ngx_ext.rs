@@ -151,6 +151,13 @@ pub fn complex_value<'r>(
     })
 }
 
+/// Copies bytes into the request pool, for a value that must live as long as the request.
+pub fn pool_bytes(r: &ngx_http_request_t, bytes: &[u8]) -> Option<&'static [u8]> {
+    let s = pool_copy(r, bytes)?;
+    // SAFETY: pool memory of `s.len` bytes, alive until the request ends.
+    Some(unsafe { slice::from_raw_parts(s.data, s.len) })
+}
+
 /// Copies bytes into the request pool.
 fn pool_copy(r: &ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t> {
     // SAFETY: allocation from the request pool; the copy fits.
@@ -282,6 +289,39 @@ pub fn pool_box<T>(r: &ngx_http_request_t, value: T) -> Option<&'static mut T> {
         cln.handler = Some(drop_box::<T>);
         cln.data = raw.cast();
         Some(&mut *raw)
+    }
+}
+
+/// A pool cleanup used as a mark: its handler identifies it, its data holds a value.
+pub type Mark = unsafe extern "C" fn(*mut c_void);
+
+/// Attaches a value to the request's pool under `mark`. Unlike module contexts, it survives
+/// internal redirects.
+pub fn pool_mark<T: Copy>(r: &ngx_http_request_t, mark: Mark, value: T) -> Option<&'static mut T> {
+    // SAFETY: a cleanup with room for T (pool allocations are NGX_ALIGNMENT aligned, enough for
+    // plain data); the no-op handler only marks it.
+    unsafe {
+        debug_assert!(mem::align_of::<T>() <= nginx_sys::NGX_ALIGNMENT);
+        let cln = nginx_sys::ngx_pool_cleanup_add(r.pool, mem::size_of::<T>()).as_mut()?;
+        let slot = cln.data.cast::<T>();
+        ptr::write(slot, value);
+        cln.handler = Some(mark);
+        slot.as_mut()
+    }
+}
+
+/// The value attached under `mark`, if any.
+pub fn pool_find_mark<T: Copy>(r: &ngx_http_request_t, mark: Mark) -> Option<&'static mut T> {
+    // SAFETY: walks the pool's cleanup list; entries with our mark hold a T (see pool_mark).
+    unsafe {
+        let mut c = (*r.pool).cleanup;
+        while let Some(cln) = c.as_ref() {
+            if cln.handler.is_some_and(|h| core::ptr::fn_addr_eq(h, mark)) {
+                return cln.data.cast::<T>().as_mut();
+            }
+            c = cln.next;
+        }
+        None
     }
 }
 

@@ -17,6 +17,7 @@ pub const HTML: &str = "text/html; charset=utf-8";
 pub const DEFAULT_LOGIN: &str = include_str!("pages/login.html");
 pub const DEFAULT_NOT_ALLOWED: &str = include_str!("pages/not_allowed.html");
 pub const DEFAULT_ERROR: &str = include_str!("pages/error.html");
+pub const DEFAULT_QUOTA: &str = include_str!("pages/quota.html");
 
 /// The error pages of the login flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,10 @@
 //! `$gpt_auth_result` (`allowed`, `missing`, `invalid`, `expired` or `not_allowed`; empty where
 //! no session can be checked).
 //!
+//! `$gpt_auth_quota_day_used`, `..._day_remaining`, `..._month_used`, `..._month_remaining`:
+//! the budget after this request was charged (`unlimited` for no limit; empty when the request
+//! was not charged).
+//!
 //! `$gpt_auth_fetch_*` describe an outbound request of the login flow; they have values only
 //! inside the module's own fetch subrequests (see nginx-conf/gpt_auth_fetch.conf).
 //!
@@ -33,7 +37,7 @@ const fn variable(name: nginx_sys::ngx_str_t, get: Getter) -> ngx_http_variable_
     }
 }
 
-pub static mut VARIABLES: [ngx_http_variable_t; 7] = [
+pub static mut VARIABLES: [ngx_http_variable_t; 11] = [
     variable(ngx_string!("gpt_auth_email"), var_email),
     variable(ngx_string!("gpt_auth_result"), var_result),
     variable(ngx_string!("gpt_auth_fetch_url"), var_fetch_url),
@@ -41,6 +45,10 @@ pub static mut VARIABLES: [ngx_http_variable_t; 7] = [
     variable(ngx_string!("gpt_auth_fetch_body"), var_fetch_body),
     variable(ngx_string!("gpt_auth_fetch_content_type"), var_fetch_content_type),
     variable(ngx_string!("gpt_auth_fetch_authorization"), var_fetch_authorization),
+    variable(ngx_string!("gpt_auth_quota_day_used"), var_quota_day_used),
+    variable(ngx_string!("gpt_auth_quota_day_remaining"), var_quota_day_remaining),
+    variable(ngx_string!("gpt_auth_quota_month_used"), var_quota_month_used),
+    variable(ngx_string!("gpt_auth_quota_month_remaining"), var_quota_month_remaining),
 ];
 
 fn with_value(
@@ -135,4 +143,49 @@ unsafe extern "C" fn var_fetch_authorization(
     _data: usize,
 ) -> ngx_int_t {
     fetch_field(r, v, |s| s.authorization.as_bytes())
+}
+
+/// A `$gpt_auth_quota_*` value, copied into the request pool.
+fn quota_field(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    month: bool,
+    remaining: bool,
+) -> ngx_int_t {
+    with_value(r, v, |r| {
+        let text = crate::budget::variable(r, month, remaining)?;
+        crate::ngx_ext::pool_bytes(r, text.as_bytes())
+    })
+}
+
+unsafe extern "C" fn var_quota_day_used(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    quota_field(r, v, false, false)
+}
+
+unsafe extern "C" fn var_quota_day_remaining(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    quota_field(r, v, false, true)
+}
+
+unsafe extern "C" fn var_quota_month_used(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    quota_field(r, v, true, false)
+}
+
+unsafe extern "C" fn var_quota_month_remaining(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    quota_field(r, v, true, true)
 }

@@ -1,16 +1,53 @@
-//! Allowlist files that are re-read when they change, without `nginx -s reload`.
+//! Files that are re-read when they change, without `nginx -s reload` (allowlists, quota
+//! overrides).
 //!
-//! Each worker keeps the last good list. At most once per second (per worker, per file) a request
-//! that needs the list `stat()`s the file; only when its identity, size or modification time
-//! changed is it read and parsed again. A file that is broken or gone keeps the last good list
+//! Each worker keeps the last good version. At most once per second (per worker, per file) a
+//! request that needs the file `stat()`s it; only when its identity, size or modification time
+//! changed is it read and parsed again. A file that is broken or gone keeps the last good version
 //! in force, and the failure is logged once (again only when the file changes again).
 
-use core::cell::RefCell;
+use core::cell::{Ref, RefCell};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use gpt_auth_core::allowlist::Allowlist;
+use gpt_auth_core::quota::Overrides;
 use nginx_sys::ngx_log_t;
+
+use crate::log::io_reason;
+
+/// A file format that can be watched.
+pub trait Parse: Sized {
+    /// What the file is, for messages ("allowlist").
+    const WHAT: &'static str;
+    fn parse(text: &str) -> Result<Self, String>;
+    /// Number of entries, for messages.
+    fn entries(&self) -> usize;
+}
+
+impl Parse for Allowlist {
+    const WHAT: &'static str = "allowlist";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        Allowlist::parse(text).map_err(|e| e.to_string())
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Parse for Overrides {
+    const WHAT: &'static str = "quota overrides";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        Overrides::parse(text).map_err(|e| e.to_string())
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
+    }
+}
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +72,9 @@ impl FileSig {
 }
 
 #[derive(Debug)]
-struct State {
-    list: Allowlist,
-    /// Signature of the file `list` was read from.
+struct State<T> {
+    value: T,
+    /// Signature of the file `value` was read from.
     sig: FileSig,
     /// Second of the last `stat()`.
     checked_at: u64,
@@ -45,20 +82,22 @@ struct State {
     failing: Option<Option<FileSig>>,
 }
 
-/// One allowlist file, shared by every location that names it.
+/// One watched file, shared by every location that names it.
 #[derive(Debug)]
-pub struct WatchedAllowlist {
+pub struct Watched<T> {
     path: String,
-    state: RefCell<State>,
+    state: RefCell<State<T>>,
 }
 
-impl WatchedAllowlist {
+pub type WatchedAllowlist = Watched<Allowlist>;
+
+impl<T: Parse> Watched<T> {
     /// Reads the file at configuration time; any problem is an error for `nginx -t`.
-    pub fn load(path: &str) -> Result<WatchedAllowlist, String> {
-        let (list, sig) = read(path)?;
-        Ok(WatchedAllowlist {
+    pub fn load(path: &str) -> Result<Watched<T>, String> {
+        let (value, sig) = read::<T>(path)?;
+        Ok(Watched {
             path: path.to_owned(),
-            state: RefCell::new(State { list, sig, checked_at: 0, failing: None }),
+            state: RefCell::new(State { value, sig, checked_at: 0, failing: None }),
         })
     }
 
@@ -66,14 +105,10 @@ impl WatchedAllowlist {
         &self.path
     }
 
-    pub fn len(&self) -> usize {
-        self.state.borrow().list.len()
-    }
-
-    /// Whether `email` is on the list, re-reading the file first if it is due and changed.
-    pub fn allows(&self, email: &str, now: u64, log: *mut ngx_log_t) -> bool {
+    /// The current version, re-reading the file first if it is due and changed.
+    pub fn get(&self, now: u64, log: *mut ngx_log_t) -> Ref<'_, T> {
         self.refresh(now, log);
-        self.state.borrow().list.allows(email)
+        Ref::map(self.state.borrow(), |s| &s.value)
     }
 
     /// Checks the file now (in a worker at start-up): logs if it cannot be read by this process.
@@ -81,10 +116,11 @@ impl WatchedAllowlist {
         if let Err(e) = fs::File::open(&self.path) {
             warn!(
                 log,
-                "allowlist \"{}\" is not readable by the worker process ({}): changes to it \
-                 will not be picked up until the file is readable",
+                "{} \"{}\" is not readable by the worker process ({}): changes to it will not \
+                 be picked up until the file is readable",
+                T::WHAT,
                 self.path,
-                crate::log::io_reason(&e)
+                io_reason(&e)
             );
         }
     }
@@ -103,10 +139,11 @@ impl WatchedAllowlist {
                     st.failing = Some(None);
                     error!(
                         log,
-                        "allowlist \"{}\": {}; keeping the last good list ({} entries)",
+                        "{} \"{}\": {}; keeping the last good list ({} entries)",
+                        T::WHAT,
                         self.path,
-                        crate::log::io_reason(&e),
-                        st.list.len()
+                        io_reason(&e),
+                        st.value.entries()
                     );
                 }
                 return;
@@ -115,40 +152,49 @@ impl WatchedAllowlist {
         if sig == st.sig || st.failing == Some(Some(sig)) {
             return;
         }
-        match read(&self.path) {
-            Ok((list, read_sig)) => {
+        match read::<T>(&self.path) {
+            Ok((value, read_sig)) => {
                 notice!(
                     log,
-                    "allowlist \"{}\" re-read: {} entries (was {})",
+                    "{} \"{}\" re-read: {} entries (was {})",
+                    T::WHAT,
                     self.path,
-                    list.len(),
-                    st.list.len()
+                    value.entries(),
+                    st.value.entries()
                 );
-                st.list = list;
+                st.value = value;
                 st.sig = read_sig;
                 st.failing = None;
             }
             Err(e) => {
                 st.failing = Some(Some(sig));
-                error!(log, "{}; keeping the last good list ({} entries)", e, st.list.len());
+                error!(log, "{}; keeping the last good list ({} entries)", e, st.value.entries());
             }
         }
     }
 }
 
+impl Watched<Allowlist> {
+    /// Whether `email` is on the list, re-reading the file first if it is due and changed.
+    pub fn allows(&self, email: &str, now: u64, log: *mut ngx_log_t) -> bool {
+        self.get(now, log).allows(email)
+    }
+}
+
 /// Reads and parses the file; the signature is taken before reading and checked after, so a
 /// file caught in the middle of being rewritten is not taken as good.
-fn read(path: &str) -> Result<(Allowlist, FileSig), String> {
-    let fail = |e: std::io::Error| format!("allowlist \"{path}\": {}", crate::log::io_reason(&e));
+fn read<T: Parse>(path: &str) -> Result<(T, FileSig), String> {
+    let what = T::WHAT;
+    let fail = |e: std::io::Error| format!("{what} \"{path}\": {}", io_reason(&e));
     let before = fs::metadata(path).map_err(fail)?;
     let text = fs::read(path).map_err(fail)?;
     let after = fs::metadata(path).map_err(fail)?;
     let sig = FileSig::of(&before);
     if sig != FileSig::of(&after) {
-        return Err(format!("allowlist \"{path}\" changed while being read"));
+        return Err(format!("{what} \"{path}\" changed while being read"));
     }
-    let text = String::from_utf8(text)
-        .map_err(|_| format!("allowlist \"{path}\": not valid UTF-8 text"))?;
-    let list = Allowlist::parse(&text).map_err(|e| format!("allowlist \"{path}\": {e}"))?;
-    Ok((list, sig))
+    let text =
+        String::from_utf8(text).map_err(|_| format!("{what} \"{path}\": not valid UTF-8 text"))?;
+    let value = T::parse(&text).map_err(|e| format!("{what} \"{path}\": {e}"))?;
+    Ok((value, sig))
 }

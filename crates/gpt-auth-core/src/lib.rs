@@ -21,6 +21,7 @@ pub mod keys;
 pub mod log_safe;
 pub mod navigation;
 pub mod pkce;
+pub mod quota;
 pub mod return_url;
 pub mod session;
 pub mod set_cookie;
