@@ -47,7 +47,7 @@ MODULES_DIR   ?= /usr/lib/nginx/modules
 MODULES_AVAIL ?= /usr/share/nginx/modules-available
 MODULES_ENAB  ?= /etc/nginx/modules-enabled
 
-.PHONY: all build build-test-hooks deps test unittest prove check run install uninstall clean help
+.PHONY: all build build-test-hooks deps test test-valgrind unittest prove check run install uninstall clean help
 
 all: build
 
@@ -92,6 +92,24 @@ prove: build build-test-hooks
 	$(TEST_ENV) $(PROVE) $(TESTS)
 
 test: build unittest prove
+
+# The whole Test::Nginx suite with nginx under valgrind memcheck: single-process mode
+# (master_process off), except the files that reload nginx, which need a master process (nginx
+# does not reconfigure reliably without one); their workers are checked too (valgrind follows
+# fork).
+VALGRIND_DIR  := $(BUILD_DIR)/valgrind
+VALGRIND_ENV  := TEST_NGINX_BINARY="$(CURDIR)/tools/valgrind-nginx.sh" GPT_AUTH_NGINX="$(NGINX)" \
+                 VALGRIND_LOG_DIR="$(VALGRIND_DIR)" TEST_NGINX_TIMEOUT_FACTOR=8 \
+                 GPT_AUTH_CLI="$(CURDIR)/$(CLI)" GPT_AUTH_TEST_HOOKS_MODULE="$(HOOKS_SO)"
+test-valgrind: build build-test-hooks
+	@tools/install-deps.sh test
+	@command -v valgrind >/dev/null || apt-get install -y -q valgrind
+	rm -rf $(VALGRIND_DIR) && mkdir -p $(VALGRIND_DIR)
+	-$(VALGRIND_ENV) TEST_NGINX_GLOBALS="$(TEST_GLOBALS) master_process off; $(TEST_NGINX_GLOBALS)" \
+	    $(PROVE) $$(grep -L -- '->reload' t/*.t) 2>&1 | tee $(VALGRIND_DIR)/prove-single.log
+	-$(VALGRIND_ENV) TEST_NGINX_GLOBALS="$(TEST_GLOBALS) $(TEST_NGINX_GLOBALS)" \
+	    $(PROVE) $$(grep -l -- '->reload' t/*.t) 2>&1 | tee $(VALGRIND_DIR)/prove-master.log
+	tools/valgrind-report.sh $(VALGRIND_DIR)
 
 check: $(NGINX_CONFIGURED)
 	$(CARGO) fmt --all -- --check

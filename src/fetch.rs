@@ -11,7 +11,8 @@ use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_ERROR, NGX_OK};
 use crate::ctx;
 use crate::flow::Flow;
 use crate::ngx_ext::{
-    forgive_subrequest_output_error, guard, response_header, start_subrequest, subrequest_result,
+    connection_error, forgive_subrequest_output_error, guard, response_header, start_subrequest,
+    subrequest_result,
 };
 
 /// What a fetch is for (for logs and for how its answer is used).
@@ -109,6 +110,12 @@ unsafe extern "C" fn fetch_done(
         let (flow, sr) = unsafe { (&mut *data.cast::<Flow>(), &mut *sr) };
         // nginx may call this more than once (e.g. again after producing an error page); the
         // first call carries the real outcome.
+        // The subrequest's output failed when nginx ends it with NGX_ERROR, or ends it
+        // normally but with the connection marked failed: for an in-memory subrequest that
+        // only comes from its output filter (a body larger than subrequest_output_buffer_size),
+        // since the client is never written to. A client that went away ends it with 499.
+        let broken =
+            rc == NGX_ERROR as ngx_int_t || (rc == NGX_OK as ngx_int_t && connection_error(sr));
         if flow.fetch_result.is_none() {
             let res = subrequest_result(sr, rc);
             flow.fetch_result = Some(FetchResult {
@@ -116,13 +123,13 @@ unsafe extern "C" fn fetch_done(
                 body: res.body.to_vec(),
                 cache_control: response_header(sr, "Cache-Control")
                     .map(|v| String::from_utf8_lossy(v).into_owned()),
-                broken: rc == NGX_ERROR as ngx_int_t,
+                broken,
             });
         }
-        // NGX_ERROR from a subrequest makes nginx terminate the main request too (no response
-        // at all). The failure is recorded: let the subrequest end normally, and the main
-        // request answer with an error page.
-        if rc == NGX_ERROR as ngx_int_t {
+        // Left as is, nginx would terminate the main request too (no response at all). The
+        // failure is recorded: let the subrequest end normally, and the main request answer
+        // with an error page.
+        if broken {
             forgive_subrequest_output_error(sr);
             NGX_OK as ngx_int_t
         } else {

@@ -190,9 +190,19 @@ pub fn add_response_header(
     }
 }
 
-/// Sets the `Location` header of a redirect.
+/// Sets the `Location` header of a redirect. Control characters, spaces and DEL are
+/// percent-encoded, so nothing taken from a request (e.g. `$uri` in a configured URL) can end
+/// the header line or add another header.
 pub fn set_location(r: &mut ngx_http_request_t, url: &[u8]) -> Option<()> {
-    let h = add_response_header(r, "Location", url)?;
+    let mut safe = Vec::with_capacity(url.len());
+    for &b in url {
+        if b <= b' ' || b == 0x7f {
+            safe.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            safe.push(b);
+        }
+    }
+    let h = add_response_header(r, "Location", &safe)?;
     r.headers_out.location = h;
     Some(())
 }
@@ -390,6 +400,12 @@ pub fn forgive_subrequest_output_error(sr: &mut ngx_http_request_t) {
     sr.set_buffered(0);
     // SAFETY: a live request has a live connection.
     unsafe { (*sr.connection).set_error(0) };
+}
+
+/// Whether the request's connection is marked as failed.
+pub fn connection_error(r: &ngx_http_request_t) -> bool {
+    // SAFETY: a live request has a live connection.
+    unsafe { (*r.connection).error() != 0 }
 }
 
 /// What an in-memory subrequest produced.

@@ -23,10 +23,14 @@ pub trait Parse: Sized {
     fn parse(text: &str) -> Result<Self, String>;
     /// Number of entries, for messages.
     fn entries(&self) -> usize;
+    /// Whether a re-read file without entries is taken as broken (an emptied allowlist is far
+    /// more likely a truncated one than a decision to lock everyone out).
+    const REFUSE_EMPTY_REREAD: bool = false;
 }
 
 impl Parse for Allowlist {
     const WHAT: &'static str = "allowlist";
+    const REFUSE_EMPTY_REREAD: bool = true;
 
     fn parse(text: &str) -> Result<Self, String> {
         Allowlist::parse(text).map_err(|e| e.to_string())
@@ -57,6 +61,8 @@ struct FileSig {
     size: u64,
     mtime: i64,
     mtime_nsec: i64,
+    /// Permissions: a file made (un)readable is a new version to (re)try.
+    mode: u32,
 }
 
 impl FileSig {
@@ -67,6 +73,7 @@ impl FileSig {
             size: meta.size(),
             mtime: meta.mtime(),
             mtime_nsec: meta.mtime_nsec(),
+            mode: meta.mode(),
         }
     }
 }
@@ -152,7 +159,13 @@ impl<T: Parse> Watched<T> {
         if sig == st.sig || st.failing == Some(Some(sig)) {
             return;
         }
-        match read::<T>(&self.path) {
+        let result = read::<T>(&self.path).and_then(|(value, read_sig)| {
+            if T::REFUSE_EMPTY_REREAD && value.entries() == 0 {
+                return Err(format!("{} \"{}\" has no entries", T::WHAT, self.path));
+            }
+            Ok((value, read_sig))
+        });
+        match result {
             Ok((value, read_sig)) => {
                 notice!(
                     log,

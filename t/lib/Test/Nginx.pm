@@ -36,12 +36,15 @@ use Test::More qw//;
 ###############################################################################
 # Tunables (package variables so a test can adjust them if really needed).
 
-our $START_TIMEOUT  = 5;	# run(): pid file + listening sockets
-our $RELOAD_TIMEOUT = 5;	# reload(): new worker generation
-our $QUIT_TIMEOUT   = 10;	# stop(): graceful shutdown (SIGQUIT)
-our $TERM_TIMEOUT   = 5;	# stop(): fast shutdown (SIGTERM)
-our $WAIT_TIMEOUT   = 5;	# waitforsocket() / waitforfile()
-our $HTTP_TIMEOUT   = 8;	# http(): default I/O timeout
+# TEST_NGINX_TIMEOUT_FACTOR scales them all, for a slow nginx (e.g. under valgrind).
+my $F = ($ENV{TEST_NGINX_TIMEOUT_FACTOR} // '') =~ /^\d+(?:\.\d+)?$/
+	? $ENV{TEST_NGINX_TIMEOUT_FACTOR} : 1;
+our $START_TIMEOUT  = 5 * $F;	# run(): pid file + listening sockets
+our $RELOAD_TIMEOUT = 5 * $F;	# reload(): new worker generation
+our $QUIT_TIMEOUT   = 10 * $F;	# stop(): graceful shutdown (SIGQUIT)
+our $TERM_TIMEOUT   = 5 * $F;	# stop(): fast shutdown (SIGTERM)
+our $WAIT_TIMEOUT   = 5 * $F;	# waitforsocket() / waitforfile()
+our $HTTP_TIMEOUT   = 8 * $F;	# http(): default I/O timeout
 
 # Lines in error.log that make the "no sanitizer errors" check fail.
 my $SANITIZER_RE = qr/==\d+==\s*ERROR:|[A-Za-z]*Sanitizer\b/;
@@ -965,6 +968,14 @@ sub reload {
 			return $self;
 		}
 
+		# Without a master process (master_process off) the one process
+		# re-reads the configuration itself and starts no workers: give
+		# it a moment after "reconfiguring".
+		if ($self->_single_process()) {
+			sleep(0.5 * $F);
+			return $self;
+		}
+
 		next unless $after =~ /start worker process/;
 
 		# Old workers may still accept connections until they get
@@ -986,6 +997,14 @@ sub reload {
 	Test::More::diag("reload: no new worker generation after "
 		. "${RELOAD_TIMEOUT}s");
 	return $self;
+}
+
+# master_process off, in the configuration or the globals
+sub _single_process {
+	my ($self) = @_;
+	my $text = eval { $self->_conf_text($self->{_conf}) } // '';
+	return ($text =~ /^\s*master_process\s+off\s*;/m
+		|| ($ENV{TEST_NGINX_GLOBALS} // '') =~ /master_process\s+off/) ? 1 : 0;
 }
 
 sub run_daemon {
