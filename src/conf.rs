@@ -195,7 +195,10 @@ impl LocConf {
                 let Some(zone) = main.quota_zone(&q.zone_name) else {
                     emerg!(
                         cf,
-                        "\"gpt_auth_quota\": no \"gpt_auth_quota_zone zone={}:...\" is defined",
+                        "\"gpt_auth_quota\" in {}:{}: no \"gpt_auth_quota_zone zone={}:...\" is \
+                         defined",
+                        q.source.file,
+                        q.source.line,
                         q.zone_name
                     );
                     return Err(());

@@ -54,6 +54,8 @@ pub struct Zone {
 #[derive(Debug)]
 pub struct QuotaConf {
     pub zone_name: String,
+    /// Where the directive was written, for `nginx -t` messages at merge time.
+    pub source: crate::conf::Source,
     /// Resolved when the configuration is merged (zones may be declared after their use).
     pub zone: OnceCell<Rc<Zone>>,
     pub defaults: Limits,
@@ -455,8 +457,10 @@ pub fn quota_directive(cf: &mut ngx_conf_t, lcf: &mut LocConf) -> Result<(), Str
         lcf.quota = Some(None);
         return Ok(());
     }
+    let (file, line) = crate::ngx_ext::conf_source(cf);
     let mut q = QuotaConf {
         zone_name: String::new(),
+        source: crate::conf::Source { file, line },
         zone: OnceCell::new(),
         defaults: Limits { day: Limit::Unlimited, month: Limit::Unlimited },
         methods: 0,

@@ -91,7 +91,9 @@ impl Allowlist {
     }
 }
 
-fn strip_comment(line: &str) -> &str {
+/// The line without its comment: `#` at the start or after white space (an address may itself
+/// contain `#`).
+pub(crate) fn strip_comment(line: &str) -> &str {
     let bytes = line.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'#' && (i == 0 || bytes[i - 1] == b' ' || bytes[i - 1] == b'\t') {

@@ -239,8 +239,7 @@ impl Overrides {
         let mut entries = HashMap::new();
         for (idx, raw) in text.lines().enumerate() {
             let line = idx + 1;
-            let content = raw.split(" #").next().unwrap_or_default();
-            let content = if content.trim_start().starts_with('#') { "" } else { content };
+            let content = crate::allowlist::strip_comment(raw);
             let mut words = content.split_whitespace();
             let Some(who) = words.next() else { continue };
             let err = |reason: String| OverridesError { line, reason };
@@ -497,7 +496,7 @@ mod tests {
     fn overrides() {
         let o = Overrides::parse(
             "# power users\nAlice@Example.com day=1000 month=unlimited\n@partner.example day=10 \
-             # partners\n\nbob@example.com month=50\n",
+             # partners\n\nbob@example.com\tmonth=50\t# tab before the comment\n",
         )
         .unwrap();
         let d = Limits { day: Limit::Max(200), month: Limit::Max(3000) };
