@@ -34,6 +34,7 @@ $t->write_file('short.keys', key_line(new_key_bytes()) . "\n" . encode_base64('x
 $t->write_file('text.keys', "correct horse battery staple\n");
 $t->write_file('zero.keys', encode_base64("\0" x 32, '') . "\n");
 $t->write_file('good.allow', "alice\@example.com\n");
+$t->write_file('secret', "s3cret\n");
 $t->write_file('bad.allow', "alice\@example.com\nbob\n");
 mkdir("$d/adir");
 
@@ -82,6 +83,48 @@ my @cases = (
 	['allowlist broken', '', 'gpt_auth_allowlist bad.allow;',
 		qr/"gpt_auth_allowlist" directive allowlist "\S+bad\.allow": line 2: expected an address \(user\@domain\) or a domain \(\@domain\)/],
 	['wrong context', '', '', qr/"gpt_auth" directive is not allowed here/, 'events'],
+
+	# the login flow
+	['provider without client_id', 'gpt_auth_key_file good.keys; gpt_auth_provider p { issuer https://idp.example; client_secret_file secret; }', '',
+		qr/\[emerg\] "gpt_auth_provider" "p" has no "client_id" in \S+:\d+/],
+	['provider without issuer', 'gpt_auth_key_file good.keys; gpt_auth_provider p { client_id c; client_secret_file secret; }', '',
+		qr/"gpt_auth_provider" "p" has no "issuer"/],
+	['provider without secret or gsi', 'gpt_auth_key_file good.keys; gpt_auth_provider p { issuer https://idp.example; client_id c; }', '',
+		qr/"gpt_auth_provider" "p" needs "client_secret_file" \(authorization code flow\) or "gsi on"/],
+	['provider: issuer not a URL', 'gpt_auth_provider p { issuer idp.example; }', '',
+		qr/"issuer" "idp\.example" is not an absolute http\(s\) URL/],
+	['provider: secret file missing', 'gpt_auth_provider p { client_secret_file nope.secret; }', '',
+		qr/"client_secret_file" cannot read "\S+nope\.secret": No such file or directory/],
+	['provider: unknown directive', 'gpt_auth_provider p { issuer https://idp.example; colour blue; }', '',
+		qr/"colour" is unknown here \(inside "gpt_auth_provider"\)/],
+	['provider: bad token auth', 'gpt_auth_provider p { token_endpoint_auth private_key_jwt; }', '',
+		qr/"token_endpoint_auth" invalid value "private_key_jwt", it must be "client_secret_basic" or "client_secret_post"/],
+	['provider: bad leeway', 'gpt_auth_provider p { leeway soon; }', '',
+		qr/"leeway" invalid time "soon"/],
+	['provider: scope without openid', 'gpt_auth_provider p { scope "email profile"; }', '',
+		qr/"scope" "email profile" must include "openid"/],
+	['provider: broken jwks_file', 'gpt_auth_provider p { jwks_file good.allow; }', '',
+		qr/"jwks_file" "\S+good\.allow": /],
+	['provider duplicate', 'gpt_auth_key_file good.keys; gpt_auth_provider p { issuer https://i.example; client_id c; gsi on; } gpt_auth_provider p { issuer https://i.example; client_id c; gsi on; }', '',
+		qr/"gpt_auth_provider" directive "p" is duplicate/],
+	['provider in a server', '', 'gpt_auth_provider p { }',
+		qr/"gpt_auth_provider" directive is not allowed here/],
+	['login without a provider', 'gpt_auth_key_file good.keys;', 'gpt_auth_login;',
+		qr/invalid number of arguments in "gpt_auth_login" directive/],
+	['login with an unknown provider', 'gpt_auth_key_file good.keys;', 'gpt_auth_login nope;',
+		qr/"gpt_auth_login" in \S+:\d+: no "gpt_auth_provider nope" is defined/],
+	['login without a key', 'gpt_auth_provider p { issuer https://i.example; client_id c; gsi on; }', 'gpt_auth_login p;',
+		qr/"gpt_auth_login" in \S+:\d+ needs "gpt_auth_key_file"/],
+	['callback without a provider', 'gpt_auth_key_file good.keys;', 'gpt_auth_callback;',
+		qr/"gpt_auth_callback" in \S+:\d+ needs a "gpt_auth_provider" block/],
+	['two content handlers', 'gpt_auth_key_file good.keys; gpt_auth_provider p { issuer https://i.example; client_id c; gsi on; }', 'gpt_auth_login p; gpt_auth_logout;',
+		qr/"gpt_auth_logout" directive is duplicate \(a location runs one gpt_auth content handler\)/],
+	['login page file missing', '', 'gpt_auth_login_page nope.html;',
+		qr/"gpt_auth_login_page" directive cannot read "\S+nope\.html": No such file or directory/],
+	['logout url', '', 'gpt_auth_logout_url "java script:x";',
+		qr/"gpt_auth_logout_url" directive invalid URL "java script:x"/],
+	['return hosts', '', 'gpt_auth_return_hosts "a b";',
+		qr/"gpt_auth_return_hosts" directive invalid host "a b"/],
 );
 
 $t->plan(2 * @cases + 4);
