@@ -6,9 +6,8 @@
 
 use core::ptr;
 
-use gpt_auth_core::cookie_header;
 use gpt_auth_core::navigation::RequestKind;
-use gpt_auth_core::session::{self, Email, SessionError};
+use gpt_auth_core::session::{Email, SessionError};
 use gpt_auth_core::url::with_query_param;
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_ERROR, NGX_HTTP_FORBIDDEN,
@@ -84,18 +83,21 @@ pub fn current_verdict(r: &ngx_http_request_t) -> Option<&'static Verdict> {
 
 fn compute(r: &ngx_http_request_t, lcf: &LocConf) -> Verdict {
     let mut v = Verdict { lcf, outcome: Outcome::Missing, email: None, error: None };
-    let Some(keys) = &lcf.keys else { return v };
+    let (Some(keys), Some(finder)) = (&lcf.keys, &lcf.cookie_finder) else { return v };
     let name = lcf.cookie_name();
     let now = now();
     let mut tried = 0;
+    // Verified values are cached per worker and key file: a session's later requests skip the
+    // HMAC (see gpt_auth_core::session_cache).
+    let Ok(mut cache) = keys.cache.try_borrow_mut() else { return v };
 
     'headers: for (header, value) in request_headers(r) {
         if header != b"cookie" {
             continue;
         }
-        for candidate in cookie_header::values(value, name.as_bytes()) {
+        for candidate in finder.values(value) {
             tried += 1;
-            match session::decode(&keys.ring, name, candidate, now, lcf.max_age()) {
+            match cache.decode(&keys.ring, name, candidate, now, lcf.max_age()) {
                 Ok(s) => {
                     debug!(r, "session of \"{}\" valid until {}", s.email.as_str(), s.exp);
                     v.outcome = Outcome::Allowed;
@@ -119,8 +121,9 @@ fn compute(r: &ngx_http_request_t, lcf: &LocConf) -> Verdict {
         }
     }
 
-    if let (Outcome::Allowed, Some(list), Some(email)) = (v.outcome, lcf.allowlist(), v.email) {
-        if !list.allows(email.as_str(), now, crate::log::as_log_ptr(r)) {
+    drop(cache);
+    if let (Outcome::Allowed, Some(list), Some(email)) = (v.outcome, lcf.allowlist(), &v.email) {
+        if !list.allows(email.as_bytes(), now, crate::log::as_log_ptr(r)) {
             v.outcome = Outcome::NotAllowed;
         }
     }
@@ -140,14 +143,15 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return NGX_DECLINED as ngx_int_t;
         }
         let Some(v) = verdict(r, lcf) else { return NGX_ERROR as ngx_int_t };
-        let email = v.email.as_ref().map_or("", Email::as_str);
+        // Evaluated only where needed (a UTF-8 check is not free on every request).
+        let email = || v.email.as_ref().map_or("", Email::as_str);
         let name = lcf.cookie_name();
 
         match v.outcome {
             Outcome::Allowed => {
-                debug!(r, "access granted to \"{}\"", email);
+                debug!(r, "access granted to \"{}\"", email());
                 if let Some(q) = lcf.quota() {
-                    if let Some(rc) = budget::enforce(r, lcf, q, email) {
+                    if let Some(rc) = budget::enforce(r, lcf, q, email()) {
                         return rc;
                     }
                 }
@@ -155,8 +159,8 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             }
             Outcome::NotAllowed => {
                 let list = lcf.allowlist().map_or("", |l| l.path());
-                info!(r, "access refused: \"{}\" is not on the allowlist \"{}\"", email, list);
-                not_allowed(r, lcf, email)
+                info!(r, "access refused: \"{}\" is not on the allowlist \"{}\"", email(), list);
+                not_allowed(r, lcf, email())
             }
             Outcome::Missing => {
                 info!(r, "access refused: no session cookie \"{}\"", name);

@@ -1,8 +1,11 @@
 //! Configuration structures, inheritance (merge) and the checks `nginx -t` runs on them.
 
+use core::cell::RefCell;
 use std::rc::Rc;
 
+use gpt_auth_core::cookie_header::Finder;
 use gpt_auth_core::keys::KeyRing;
+use gpt_auth_core::session_cache::VerifiedCache;
 use gpt_auth_core::set_cookie::{Attributes, SameSite};
 use nginx_sys::{ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, NGX_CONF_UNSET};
 
@@ -18,11 +21,13 @@ const FLAG_UNSET: ngx_flag_t = NGX_CONF_UNSET as ngx_flag_t;
 /// NGX_CONF_UNSET_PTR, as nginx's own slots expect it.
 pub const PTR_UNSET: *mut ngx_http_complex_value_t = usize::MAX as *mut ngx_http_complex_value_t;
 
-/// A key file as loaded at configuration time.
+/// A key file as loaded at configuration time, with each worker's cache of the session cookies
+/// it verified.
 #[derive(Debug)]
 pub struct KeyFile {
     pub path: String,
     pub ring: KeyRing,
+    pub cache: RefCell<VerifiedCache>,
 }
 
 /// http-level state shared by all locations: files loaded once per configuration, however many
@@ -97,6 +102,9 @@ pub struct LocConf {
     pub handler_source: Source,
     /// `gpt_auth_login`'s providers, resolved when the configuration is merged.
     pub login_providers: Vec<Rc<Provider>>,
+    /// The search for the session cookie in `Cookie` headers, built when merged. Boxed: it
+    /// holds SIMD vectors, more strictly aligned than the nginx pool this struct lives in.
+    pub cookie_finder: Option<Box<Finder>>,
 }
 
 impl Default for LocConf {
@@ -124,6 +132,7 @@ impl Default for LocConf {
             handler: Handler::None,
             handler_source: Source::default(),
             login_providers: Vec::new(),
+            cookie_finder: None,
         }
     }
 }
@@ -175,6 +184,7 @@ impl LocConf {
         inherit(&mut self.error_page, &prev.error_page);
         inherit(&mut self.quota_page, &prev.quota_page);
         inherit(&mut self.quota, &prev.quota);
+        self.cookie_finder = Some(Box::new(Finder::new(self.cookie_name())));
     }
 
     /// Checks a merged configuration and resolves provider names; logs and returns `Err` for
@@ -324,3 +334,8 @@ impl LocConf {
         self.quota.as_ref().and_then(|q| q.as_deref())
     }
 }
+
+// Configuration structures live in nginx pools, which align only to NGX_ALIGNMENT: a field with
+// a stricter alignment (SIMD types) must be boxed. Checked at compile time.
+const _: () = assert!(core::mem::align_of::<LocConf>() <= nginx_sys::NGX_ALIGNMENT);
+const _: () = assert!(core::mem::align_of::<MainConf>() <= nginx_sys::NGX_ALIGNMENT);

@@ -39,3 +39,6 @@ pub fn get_or_create(r: &ngx_http_request_t) -> Option<&'static mut RequestCtx> 
         None => new_request_ctx(r, GptAuthModule::module(), RequestCtx::EMPTY),
     }
 }
+
+// Request contexts live in the request pool (NGX_ALIGNMENT): see conf.rs.
+const _: () = assert!(core::mem::align_of::<RequestCtx>() <= nginx_sys::NGX_ALIGNMENT);

@@ -210,7 +210,7 @@ extern "C" fn cmd_key_file(
                 );
             }
         }
-        let kf = Rc::new(KeyFile { path, ring });
+        let kf = Rc::new(KeyFile { path, ring, cache: Default::default() });
         mcf.key_files.push(kf.clone());
         lcf.keys = Some(kf);
         Ok(())

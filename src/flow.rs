@@ -469,7 +469,7 @@ fn signed_in(r: &mut ngx_http_request_t, flow: &Flow, claims: Claims, now: u64) 
     let email = claims.email;
     if let Some(list) = lcf.allowlist() {
         let log = crate::log::as_log_ptr(&*r as &ngx_http_request_t);
-        if !list.allows(&email, now, log) {
+        if !list.allows(email.as_bytes(), now, log) {
             info!(
                 r,
                 "login refused: \"{}\" (provider \"{}\") is not on the allowlist \"{}\"",

@@ -189,8 +189,8 @@ impl<T: Parse> Watched<T> {
 
 impl Watched<Allowlist> {
     /// Whether `email` is on the list, re-reading the file first if it is due and changed.
-    pub fn allows(&self, email: &str, now: u64, log: *mut ngx_log_t) -> bool {
-        self.get(now, log).allows(email)
+    pub fn allows(&self, email: &[u8], now: u64, log: *mut ngx_log_t) -> bool {
+        self.get(now, log).allows_bytes(email)
     }
 }
 

@@ -24,6 +24,7 @@ pub mod pkce;
 pub mod quota;
 pub mod return_url;
 pub mod session;
+pub mod session_cache;
 pub mod set_cookie;
 pub mod state;
 pub mod token_response;

@@ -79,7 +79,12 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         // Only constructed from a validated &str.
-        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+        core::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The address's bytes (UTF-8), without re-checking them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 }
 
@@ -185,7 +190,13 @@ pub fn decode(
         return Err(SessionError::Malformed("expires before it was issued"));
     }
     let email = decode_email(email).ok_or(SessionError::Malformed("bad address"))?;
+    check_times(iat, exp, now, max_age)?;
+    Ok(Session { email, iat, exp })
+}
 
+/// The time rules of a genuine session: not issued in the future (beyond the clock skew), not
+/// past its expiry nor older than `max_age`.
+pub fn check_times(iat: u64, exp: u64, now: u64, max_age: u64) -> Result<(), SessionError> {
     if iat > now.saturating_add(MAX_CLOCK_SKEW) {
         return Err(SessionError::IssuedInFuture);
     }
@@ -193,7 +204,7 @@ pub fn decode(
     if now >= deadline {
         return Err(SessionError::Expired(now - deadline));
     }
-    Ok(Session { email, iat, exp })
+    Ok(())
 }
 
 /// The fields of a cookie value, read without checking its signature: for diagnostics only
