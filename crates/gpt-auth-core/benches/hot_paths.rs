@@ -1,0 +1,161 @@
+//! Cost of gpt_auth's hot paths, measured with criterion (`cargo bench -p gpt-auth-core`;
+//! `make bench` runs it and copies the key numbers into `bench/results/`):
+//!
+//! - `idtoken_verify/rs256`, `idtoken_verify/es256`: the login callback's expensive step, an ID
+//!   token verified against an already parsed key set (a warm JWKS cache), claims included;
+//! - `session_decode`: the per-request session cookie check;
+//! - `allowlist_allows/*`: the per-request allowlist lookup, on 100,000 addresses and on 3.
+//!
+//! Tokens are signed with the test keys in `tests/fixtures/` (see its README), the same way the
+//! unit tests in `src/idtoken.rs` sign them.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gpt_auth_core::allowlist::Allowlist;
+use gpt_auth_core::cookie_header;
+use gpt_auth_core::idtoken::{self, Expectations, Jwks};
+use gpt_auth_core::keys::{encode_key, KeyRing};
+use gpt_auth_core::session;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::json;
+
+const JWKS: &[u8] = include_bytes!("../tests/fixtures/jwks.json");
+const RSA_PEM: &[u8] = include_bytes!("../tests/fixtures/rsa.pem");
+const EC_PEM: &[u8] = include_bytes!("../tests/fixtures/ec.pem");
+
+const NOW: u64 = 1_800_000_000;
+const WEEK: u64 = 7 * 86400;
+const ISS: &str = "https://accounts.google.com";
+const CLIENT: &str = "1234-abc.apps.googleusercontent.com";
+const NONCE: &str = "n-0S6_WzA2Mj";
+const ISSUERS: &[&str] = &[ISS];
+
+/// Size of the large allowlist (the issue's "100,000 addresses").
+const BIG_LIST: usize = 100_000;
+
+/// The DER inside PEM armour.
+fn der(pem: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(pem).expect("PEM is text");
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.decode(body).expect("PEM body is base64")
+}
+
+/// A token as a provider would send it: header with `kid`, typical Google claims.
+fn token(alg: Algorithm, kid: &str, key: &EncodingKey) -> String {
+    let header = json!({ "alg": format!("{alg:?}"), "typ": "JWT", "kid": kid });
+    let claims = json!({
+        "iss": ISS,
+        "sub": "110169484474386276334",
+        "aud": CLIENT,
+        "azp": CLIENT,
+        "email": "alice@example.com",
+        "email_verified": true,
+        "name": "Alice",
+        "iat": NOW - 10,
+        "exp": NOW + 3590,
+        "nonce": NONCE,
+    });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("signing works");
+    format!("{input}.{sig}")
+}
+
+fn idtoken_verify(c: &mut Criterion) {
+    // The warm cache: the key set is parsed once, as the module keeps it between logins.
+    let jwks = Jwks::parse(JWKS).expect("fixture key set parses");
+    let expect = Expectations {
+        issuers: ISSUERS,
+        client_id: CLIENT,
+        nonce: Some(NONCE),
+        now: NOW,
+        leeway: 60,
+        hosted_domains: &[],
+    };
+    let rs256 = token(Algorithm::RS256, "rsa-1", &EncodingKey::from_rsa_der(&der(RSA_PEM)));
+    let es256 = token(Algorithm::ES256, "ec-1", &EncodingKey::from_ec_der(&der(EC_PEM)));
+
+    let mut g = c.benchmark_group("idtoken_verify");
+    g.throughput(Throughput::Elements(1));
+    for (name, t) in [("rs256", &rs256), ("es256", &es256)] {
+        let claims = idtoken::verify(t, &jwks, &expect).expect("token verifies");
+        assert_eq!(claims.email, "alice@example.com");
+        g.bench_function(name, |b| {
+            b.iter(|| idtoken::verify(black_box(t), black_box(&jwks), &expect))
+        });
+    }
+    g.finish();
+}
+
+fn test_ring() -> KeyRing {
+    let secret: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    KeyRing::parse(&encode_key(&secret)).expect("key parses")
+}
+
+fn session_decode(c: &mut Criterion) {
+    let ring = test_ring();
+    let value =
+        session::encode(ring.signing_key(), "gpt_auth", "user050000@example.com", NOW, NOW + WEEK);
+    let header = format!("theme=dark; gpt_auth={value}; _ga=GA1.2.3");
+    assert!(session::decode(&ring, "gpt_auth", value.as_bytes(), NOW, WEEK).is_ok());
+
+    let mut g = c.benchmark_group("session");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            session::decode(black_box(&ring), "gpt_auth", black_box(value.as_bytes()), NOW, WEEK)
+        })
+    });
+    // What the access handler does per request: find the cookie in the header, then decode.
+    g.bench_function("scan_and_decode", |b| {
+        b.iter(|| {
+            cookie_header::values(black_box(header.as_bytes()), b"gpt_auth")
+                .map(|v| session::decode(&ring, "gpt_auth", v, NOW, WEEK))
+                .find(Result::is_ok)
+        })
+    });
+    g.finish();
+}
+
+fn allowlist_allows(c: &mut Criterion) {
+    let mut text = String::with_capacity(BIG_LIST * 24);
+    for i in 0..BIG_LIST {
+        text.push_str(&format!("user{i:06}@example.com\n"));
+    }
+    let big = Allowlist::parse(&text).expect("big list parses");
+    assert_eq!(big.len(), BIG_LIST);
+    let small = Allowlist::parse("alice@example.com\nuser050000@example.com\n@corp.example\n")
+        .expect("small list parses");
+
+    let mut g = c.benchmark_group("allowlist_allows");
+    g.throughput(Throughput::Elements(1));
+    for (name, list, email) in [
+        ("100k_hit", &big, "User050000@Example.com"),
+        ("100k_miss", &big, "mallory@example.net"),
+        ("3_hit", &small, "User050000@Example.com"),
+        ("3_domain_hit", &small, "bob@corp.example"),
+    ] {
+        g.bench_function(name, |b| b.iter(|| black_box(list).allows(black_box(email))));
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = idtoken_verify, session_decode, allowlist_allows
+}
+criterion_main!(benches);
