@@ -150,8 +150,8 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         match v.outcome {
             Outcome::Allowed => {
                 debug!(r, "access granted to \"{}\"", email());
-                if let Some(q) = lcf.quota() {
-                    if let Some(rc) = budget::enforce(r, lcf, q, email()) {
+                if let (Some(q), Some(e)) = (lcf.quota(), &v.email) {
+                    if let Some(rc) = budget::enforce(r, lcf, q, e) {
                         return rc;
                     }
                 }

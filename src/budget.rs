@@ -4,6 +4,7 @@
 
 use gpt_auth_core::html::{escape, render};
 use gpt_auth_core::quota::{self, Charge, Limit};
+use gpt_auth_core::session::Email;
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_HTTP_INTERNAL_SERVER_ERROR,
     NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -38,14 +39,14 @@ pub fn enforce(
     r: &mut ngx_http_request_t,
     lcf: &LocConf,
     q: &QuotaConf,
-    email: &str,
+    email: &Email,
 ) -> Option<ngx_int_t> {
     if !q.counts(r) || snapshot(r).is_some() {
         return None;
     }
     let now = now();
     let log = crate::log::as_log_ptr(&*r as &ngx_http_request_t);
-    let snap = match charge(q, email, now, log) {
+    let snap = match charge(q, email.as_bytes(), now, log) {
         Ok(s) => s,
         Err(QuotaError::Full) => return Some(NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t),
         Err(QuotaError::Unavailable) => {
@@ -57,6 +58,7 @@ pub fn enforce(
     match snap.charge {
         Charge::Allowed { .. } => None,
         Charge::Exceeded { period, used, limit, resets } => {
+            let email = email.as_str();
             info!(
                 r,
                 "quota exceeded: \"{}\" used {} of {} requests this {} (zone \"{}\")",

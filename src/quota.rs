@@ -13,7 +13,7 @@ use std::fs;
 use std::rc::Rc;
 
 use gpt_auth_core::duration;
-use gpt_auth_core::quota::{self, Charge, Clock, Counters, Limit, Limits, Overrides};
+use gpt_auth_core::quota::{self, Charge, Clock, Counters, Limit, Limits, Overrides, Periods};
 use gpt_auth_core::session::MAX_EMAIL_LEN;
 use nginx_sys::{
     ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_log_t,
@@ -48,6 +48,22 @@ pub struct Zone {
     pub interval: u64,
     /// A full zone is logged once per worker until it has room again.
     full_logged: Cell<bool>,
+    /// The periods of the last second asked about (they change at most once a second).
+    periods: Cell<Option<(u64, Periods)>>,
+}
+
+impl Zone {
+    /// The clock's periods at `now`, computed once per second.
+    pub fn periods(&self, now: u64) -> Periods {
+        match self.periods.get() {
+            Some((t, p)) if t == now => p,
+            _ => {
+                let p = self.clock.periods(now);
+                self.periods.set(Some((now, p)));
+                p
+            }
+        }
+    }
 }
 
 /// `gpt_auth_quota zone=... day=... month=... methods=... overrides=...`.
@@ -101,29 +117,32 @@ fn shared(zone: &Zone) -> Option<&'static Shared> {
 /// Counts one request of `email` against `q`'s budget.
 pub fn charge(
     q: &QuotaConf,
-    email: &str,
+    email: &[u8],
     now: u64,
     log: *mut ngx_log_t,
 ) -> Result<Snapshot, QuotaError> {
     let zone = q.zone.get().ok_or(QuotaError::Unavailable)?;
     let shared = shared(zone).ok_or(QuotaError::Unavailable)?;
-    let limits = match &q.overrides {
-        Some(o) => o.get(now, log).limits_for(email, q.defaults),
-        None => q.defaults,
+    let limits = match (&q.overrides, core::str::from_utf8(email)) {
+        (Some(o), Ok(email)) => o.get(now, log).limits_for(email, q.defaults),
+        _ => q.defaults,
     };
     let mut key = [0u8; MAX_EMAIL_LEN];
     let key = key.get_mut(..email.len()).ok_or(QuotaError::Unavailable)?;
-    key.copy_from_slice(email.as_bytes());
+    key.copy_from_slice(email);
     key.make_ascii_lowercase();
-    let periods = zone.clock.periods(now);
+    let periods = zone.periods(now);
+    let count = |c: &mut Counters| {
+        let charge = c.charge(&periods, limits);
+        Snapshot { charge, limits, day_used: c.day_used, month_used: c.month_used }
+    };
 
     let mut table = shared.write();
-    if table.get(&*key).is_none() {
-        insert(&mut table, key, periods.month, zone, log)?;
+    if let Some(c) = table.get_mut(&*key) {
+        return Ok(count(c));
     }
-    let counters = table.get_mut(&*key).ok_or(QuotaError::Full)?;
-    let charge = counters.charge(&periods, limits);
-    Ok(Snapshot { charge, limits, day_used: counters.day_used, month_used: counters.month_used })
+    insert(&mut table, key, periods.month, zone, log)?;
+    table.get_mut(&*key).map(count).ok_or(QuotaError::Full)
 }
 
 /// Adds a user, dropping users of past months first if the zone is full.
@@ -272,6 +291,7 @@ fn zone_directive(cf: &mut ngx_conf_t) -> Result<(), String> {
         state_file: state,
         interval,
         full_logged: Cell::new(false),
+        periods: Cell::new(None),
     });
     shm_ref.init = Some(zone_init);
     shm_ref.data = Rc::as_ptr(&zone).cast_mut().cast();
