@@ -118,6 +118,20 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
     },
 ];
 
+/// Defines the `extern "C"` handler `$name` of a directive whose work is the closure (given the
+/// configuration being parsed, our location configuration and the first argument).
+macro_rules! directive_handler {
+    ($name:ident, |$cf:pat_param, $lcf:pat_param, $value:pat_param| $body:expr) => {
+        extern "C" fn $name(
+            cf: *mut ngx_conf_t,
+            _cmd: *mut ngx_command_t,
+            conf: *mut c_void,
+        ) -> *mut c_char {
+            directive(cf, conf, |$cf, $lcf, $value| $body)
+        }
+    };
+}
+
 /// Common frame of a directive handler: gives `f` the configuration being filled and the first
 /// argument; logs `f`'s error (prefixed with the directive name) for `nginx -t`.
 fn directive(
@@ -156,154 +170,112 @@ fn utf8(value: &[u8]) -> Result<&str, String> {
     core::str::from_utf8(value).map_err(|_| "value is not valid UTF-8".to_string())
 }
 
-extern "C" fn cmd_enable(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, value| {
-        if lcf.enable != nginx_sys::NGX_CONF_UNSET as isize {
-            return Err("is duplicate".into());
-        }
-        lcf.enable = match value.to_ascii_lowercase().as_slice() {
-            b"on" => 1,
-            b"off" => 0,
-            _ => {
-                return Err(format!(
-                    "invalid value \"{}\", it must be \"on\" or \"off\"",
-                    String::from_utf8_lossy(value)
-                ))
-            }
-        };
-        let (file, line) = conf_source(cf);
-        lcf.enable_source = Source { file, line };
-        Ok(())
-    })
-}
-
-extern "C" fn cmd_key_file(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, value| {
-        if lcf.keys.is_some() {
-            return Err("is duplicate".into());
-        }
-        let path = conf_full_path(cf, value).ok_or("cannot resolve the path")?;
-        let mcf = GptAuthModule::main_conf_mut(cf).ok_or("has no http configuration")?;
-        if let Some(kf) = mcf.key_files.iter().find(|k| k.path == path) {
-            lcf.keys = Some(kf.clone());
-            return Ok(());
-        }
-        let text = fs::read(&path)
-            .map_err(|e| format!("cannot read \"{path}\": {}", crate::log::io_reason(&e)))?;
-        let text = String::from_utf8(text).map_err(|_| format!("\"{path}\" is not text"))?;
-        let ring = KeyRing::parse(&text).map_err(|e| format!("\"{path}\" {e}"))?;
-        if let Ok(meta) = fs::metadata(&path) {
-            if meta.permissions().mode() & 0o004 != 0 {
-                ngx::ngx_conf_log_error!(
-                    nginx_sys::NGX_LOG_WARN,
-                    cf,
-                    "gpt_auth: key file \"{}\" is readable by everyone; restrict it (chmod 600)",
-                    path
-                );
-            }
-        }
-        let kf = Rc::new(KeyFile { path, ring, cache: Default::default() });
-        mcf.key_files.push(kf.clone());
-        lcf.keys = Some(kf);
-        Ok(())
-    })
-}
-
-extern "C" fn cmd_cookie_name(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |_, lcf, value| {
-        // RFC 6265 cookie-name is an RFC 7230 token.
-        let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-        if value.is_empty() || !value.iter().all(token) {
+directive_handler!(cmd_enable, |cf, lcf, value| {
+    if lcf.enable != nginx_sys::NGX_CONF_UNSET as isize {
+        return Err("is duplicate".into());
+    }
+    lcf.enable = match value.to_ascii_lowercase().as_slice() {
+        b"on" => 1,
+        b"off" => 0,
+        _ => {
             return Err(format!(
-                "invalid cookie name \"{}\" (letters, digits and !#$%&'*+-.^_`|~ only)",
+                "invalid value \"{}\", it must be \"on\" or \"off\"",
                 String::from_utf8_lossy(value)
-            ));
+            ))
         }
-        set_once(&mut lcf.cookie_name, utf8(value)?.to_owned())
-    })
-}
+    };
+    let (file, line) = conf_source(cf);
+    lcf.enable_source = Source { file, line };
+    Ok(())
+});
 
-extern "C" fn cmd_cookie_domain(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |_, lcf, value| {
-        if value == b"off" {
-            return set_once(&mut lcf.cookie_domain, String::new());
+directive_handler!(cmd_key_file, |cf, lcf, value| {
+    if lcf.keys.is_some() {
+        return Err("is duplicate".into());
+    }
+    let path = conf_full_path(cf, value).ok_or("cannot resolve the path")?;
+    let mcf = GptAuthModule::main_conf_mut(cf).ok_or("has no http configuration")?;
+    if let Some(kf) = mcf.key_files.iter().find(|k| k.path == path) {
+        lcf.keys = Some(kf.clone());
+        return Ok(());
+    }
+    let text = fs::read(&path)
+        .map_err(|e| format!("cannot read \"{path}\": {}", crate::log::io_reason(&e)))?;
+    let text = String::from_utf8(text).map_err(|_| format!("\"{path}\" is not text"))?;
+    let ring = KeyRing::parse(&text).map_err(|e| format!("\"{path}\" {e}"))?;
+    if let Ok(meta) = fs::metadata(&path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            ngx::ngx_conf_log_error!(
+                nginx_sys::NGX_LOG_WARN,
+                cf,
+                "gpt_auth: key file \"{}\" is readable by everyone; restrict it (chmod 600)",
+                path
+            );
         }
-        let bare = value.strip_prefix(b".").unwrap_or(value);
-        let label_ok =
-            |l: &[u8]| !l.is_empty() && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
-        if bare.is_empty() || !bare.split(|b| *b == b'.').all(label_ok) {
-            return Err(format!(
-                "invalid domain \"{}\" (a host name such as \".example.com\", or \"off\")",
-                String::from_utf8_lossy(value)
-            ));
-        }
-        set_once(&mut lcf.cookie_domain, utf8(value)?.to_ascii_lowercase())
-    })
-}
+    }
+    let kf = Rc::new(KeyFile { path, ring, cache: Default::default() });
+    mcf.key_files.push(kf.clone());
+    lcf.keys = Some(kf);
+    Ok(())
+});
 
-extern "C" fn cmd_cookie_path(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |_, lcf, value| {
-        if !value.starts_with(b"/") || value.iter().any(|b| b.is_ascii_control() || *b == b';') {
-            return Err(format!(
-                "invalid path \"{}\" (must start with \"/\", no \";\" or control characters)",
-                String::from_utf8_lossy(value)
-            ));
-        }
-        set_once(&mut lcf.cookie_path, utf8(value)?.to_owned())
-    })
-}
+directive_handler!(cmd_cookie_name, |_, lcf, value| {
+    // RFC 6265 cookie-name is an RFC 7230 token.
+    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if value.is_empty() || !value.iter().all(token) {
+        return Err(format!(
+            "invalid cookie name \"{}\" (letters, digits and !#$%&'*+-.^_`|~ only)",
+            String::from_utf8_lossy(value)
+        ));
+    }
+    set_once(&mut lcf.cookie_name, utf8(value)?.to_owned())
+});
 
-extern "C" fn cmd_cookie_max_age(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |_, lcf, value| {
-        let text = utf8(value)?;
-        let secs =
-            duration::parse_seconds(text).map_err(|e| format!("invalid time \"{text}\": {e}"))?;
-        if secs == 0 {
-            return Err("must be greater than zero".into());
-        }
-        set_once(&mut lcf.cookie_max_age, secs)
-    })
-}
+directive_handler!(cmd_cookie_domain, |_, lcf, value| {
+    if value == b"off" {
+        return set_once(&mut lcf.cookie_domain, String::new());
+    }
+    let bare = value.strip_prefix(b".").unwrap_or(value);
+    let label_ok =
+        |l: &[u8]| !l.is_empty() && l.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    if bare.is_empty() || !bare.split(|b| *b == b'.').all(label_ok) {
+        return Err(format!(
+            "invalid domain \"{}\" (a host name such as \".example.com\", or \"off\")",
+            String::from_utf8_lossy(value)
+        ));
+    }
+    set_once(&mut lcf.cookie_domain, utf8(value)?.to_ascii_lowercase())
+});
 
-extern "C" fn cmd_cookie_samesite(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |_, lcf, value| {
-        let s = SameSite::parse(value).ok_or_else(|| {
-            format!(
-                "invalid value \"{}\", it must be \"strict\", \"lax\" or \"none\"",
-                String::from_utf8_lossy(value)
-            )
-        })?;
-        set_once(&mut lcf.cookie_samesite, s)
-    })
-}
+directive_handler!(cmd_cookie_path, |_, lcf, value| {
+    if !value.starts_with(b"/") || value.iter().any(|b| b.is_ascii_control() || *b == b';') {
+        return Err(format!(
+            "invalid path \"{}\" (must start with \"/\", no \";\" or control characters)",
+            String::from_utf8_lossy(value)
+        ));
+    }
+    set_once(&mut lcf.cookie_path, utf8(value)?.to_owned())
+});
+
+directive_handler!(cmd_cookie_max_age, |_, lcf, value| {
+    let text = utf8(value)?;
+    let secs =
+        duration::parse_seconds(text).map_err(|e| format!("invalid time \"{text}\": {e}"))?;
+    if secs == 0 {
+        return Err("must be greater than zero".into());
+    }
+    set_once(&mut lcf.cookie_max_age, secs)
+});
+
+directive_handler!(cmd_cookie_samesite, |_, lcf, value| {
+    let s = SameSite::parse(value).ok_or_else(|| {
+        format!(
+            "invalid value \"{}\", it must be \"strict\", \"lax\" or \"none\"",
+            String::from_utf8_lossy(value)
+        )
+    })?;
+    set_once(&mut lcf.cookie_samesite, s)
+});
 
 extern "C" fn cmd_login_url(
     cf: *mut ngx_conf_t,
@@ -328,59 +300,41 @@ extern "C" fn cmd_login_url(
     })
 }
 
-extern "C" fn cmd_allowlist(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, value| {
-        if lcf.allowlist.is_some() {
-            return Err("is duplicate".into());
-        }
-        if value == b"off" {
-            lcf.allowlist = Some(None);
-            return Ok(());
-        }
-        let path = conf_full_path(cf, value).ok_or("cannot resolve the path")?;
-        let mcf = GptAuthModule::main_conf_mut(cf).ok_or("has no http configuration")?;
-        if let Some(list) = mcf.allowlists.iter().find(|l| l.path() == path) {
-            lcf.allowlist = Some(Some(list.clone()));
-            return Ok(());
-        }
-        let list = Rc::new(WatchedAllowlist::load(&path)?);
-        mcf.allowlists.push(list.clone());
-        lcf.allowlist = Some(Some(list));
-        Ok(())
-    })
-}
+directive_handler!(cmd_allowlist, |cf, lcf, value| {
+    if lcf.allowlist.is_some() {
+        return Err("is duplicate".into());
+    }
+    if value == b"off" {
+        lcf.allowlist = Some(None);
+        return Ok(());
+    }
+    let path = conf_full_path(cf, value).ok_or("cannot resolve the path")?;
+    let mcf = GptAuthModule::main_conf_mut(cf).ok_or("has no http configuration")?;
+    if let Some(list) = mcf.allowlists.iter().find(|l| l.path() == path) {
+        lcf.allowlist = Some(Some(list.clone()));
+        return Ok(());
+    }
+    let list = Rc::new(WatchedAllowlist::load(&path)?);
+    mcf.allowlists.push(list.clone());
+    lcf.allowlist = Some(Some(list));
+    Ok(())
+});
 
-extern "C" fn cmd_logout_url(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |_, lcf, value| {
-        let v = utf8(value)?;
-        if v != "off" && !url_like(v) {
-            return Err(format!("invalid URL \"{v}\" (an http(s) URL or a path)"));
-        }
-        set_once(&mut lcf.logout_url, if v == "off" { String::new() } else { v.to_owned() })
-    })
-}
+directive_handler!(cmd_logout_url, |_, lcf, value| {
+    let v = utf8(value)?;
+    if v != "off" && !url_like(v) {
+        return Err(format!("invalid URL \"{v}\" (an http(s) URL or a path)"));
+    }
+    set_once(&mut lcf.logout_url, if v == "off" { String::new() } else { v.to_owned() })
+});
 
-extern "C" fn cmd_default_return_url(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |_, lcf, value| {
-        let v = utf8(value)?;
-        if !url_like(v) {
-            return Err(format!("invalid URL \"{v}\" (an http(s) URL or a path)"));
-        }
-        set_once(&mut lcf.default_return_url, v.to_owned())
-    })
-}
+directive_handler!(cmd_default_return_url, |_, lcf, value| {
+    let v = utf8(value)?;
+    if !url_like(v) {
+        return Err(format!("invalid URL \"{v}\" (an http(s) URL or a path)"));
+    }
+    set_once(&mut lcf.default_return_url, v.to_owned())
+});
 
 /// An absolute http(s) URL or a path, without spaces or control characters.
 fn url_like(v: &str) -> bool {
@@ -471,61 +425,31 @@ fn set_content_handler(
     Ok(())
 }
 
-extern "C" fn cmd_login(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, _| {
-        let names: Vec<String> = conf_args(cf).iter().skip(1).map(|a| a.to_string()).collect();
-        set_content_handler(cf, lcf, ContentHandler::Login(names), Some(handlers::login_handler))
-    })
-}
+directive_handler!(cmd_login, |cf, lcf, _| {
+    let names: Vec<String> = conf_args(cf).iter().skip(1).map(|a| a.to_string()).collect();
+    set_content_handler(cf, lcf, ContentHandler::Login(names), Some(handlers::login_handler))
+});
 
-extern "C" fn cmd_callback(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, _| {
-        set_content_handler(cf, lcf, ContentHandler::Callback, Some(handlers::callback_handler))
-    })
-}
+directive_handler!(cmd_callback, |cf, lcf, _| {
+    set_content_handler(cf, lcf, ContentHandler::Callback, Some(handlers::callback_handler))
+});
 
-extern "C" fn cmd_logout(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, _| {
-        set_content_handler(cf, lcf, ContentHandler::Logout, Some(handlers::logout_handler))
-    })
-}
+directive_handler!(cmd_logout, |cf, lcf, _| {
+    set_content_handler(cf, lcf, ContentHandler::Logout, Some(handlers::logout_handler))
+});
 
-extern "C" fn cmd_quota(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, _| quota::quota_directive(cf, lcf))
-}
+directive_handler!(cmd_quota, |cf, lcf, _| quota::quota_directive(cf, lcf));
 
-extern "C" fn cmd_quota_report(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    directive(cf, conf, |cf, lcf, value| {
-        let v = utf8(value)?;
-        let name = v
-            .strip_prefix("zone=")
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| format!("invalid parameter \"{v}\" (expected zone=NAME)"))?;
-        set_content_handler(
-            cf,
-            lcf,
-            ContentHandler::QuotaReport(name.to_owned()),
-            Some(budget::report_handler),
-        )
-    })
-}
+directive_handler!(cmd_quota_report, |cf, lcf, value| {
+    let v = utf8(value)?;
+    let name = v
+        .strip_prefix("zone=")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("invalid parameter \"{v}\" (expected zone=NAME)"))?;
+    set_content_handler(
+        cf,
+        lcf,
+        ContentHandler::QuotaReport(name.to_owned()),
+        Some(budget::report_handler),
+    )
+});

@@ -83,6 +83,44 @@ impl core::fmt::Debug for Key {
     }
 }
 
+/// Length of a cookie MAC in base64url characters (32 bytes).
+pub const TAG_LEN: usize = 43;
+
+/// Why a cookie's MAC was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagError {
+    /// Not 43 characters of canonical base64url.
+    Encoding,
+    /// Not the MAC of this name and body under this key.
+    Mismatch,
+}
+
+impl Key {
+    /// The MAC of a cookie the module writes: HMAC-SHA256 over `<name>=<body>`, base64url
+    /// without padding (43 characters). Binding the name means a value is valid under one name.
+    pub fn cookie_tag(&self, name: &str, body: &[u8]) -> String {
+        let mut mac = self.mac();
+        mac.update(name.as_bytes());
+        mac.update(b"=");
+        mac.update(body);
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Checks `tag` (base64url) as [`Key::cookie_tag`] of `name` and `body`, in constant time.
+    pub fn verify_cookie_tag(&self, name: &str, body: &[u8], tag: &[u8]) -> Result<(), TagError> {
+        // One spare byte: the decoder's size estimate for 43 characters is 33 bytes.
+        let mut expected = [0u8; 33];
+        if tag.len() != TAG_LEN || URL_SAFE_NO_PAD.decode_slice(tag, &mut expected) != Ok(32) {
+            return Err(TagError::Encoding);
+        }
+        let mut mac = self.mac();
+        mac.update(name.as_bytes());
+        mac.update(b"=");
+        mac.update(body);
+        mac.verify_slice(&expected[..32]).map_err(|_| TagError::Mismatch)
+    }
+}
+
 /// All keys of a key file, in file order.
 #[derive(Clone, Debug)]
 pub struct KeyRing {
@@ -162,6 +200,18 @@ fn check_secret(secret: &[u8], line: usize) -> Result<(), KeyFileError> {
 /// Encodes raw secret bytes as one key-file line.
 pub fn encode_key(secret: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(secret)
+}
+
+/// Key rings for tests: one key per seed, deterministic.
+#[cfg(test)]
+pub(crate) fn test_ring(seeds: &[u8]) -> KeyRing {
+    let text: Vec<String> = seeds
+        .iter()
+        .map(|&s| {
+            encode_key(&(0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(s)).collect::<Vec<_>>())
+        })
+        .collect();
+    KeyRing::parse(&text.join("\n")).unwrap()
 }
 
 #[cfg(test)]

@@ -18,10 +18,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{Key, KeyRing, KEY_ID_LEN};
+use crate::keys::{Key, KeyRing, TagError, KEY_ID_LEN, TAG_LEN};
 
 /// The format version this code writes and reads.
 pub const VERSION: &str = "s1";
@@ -34,9 +33,6 @@ pub const SID_LEN: usize = 22;
 
 /// Between the base name and the state id in the cookie name.
 pub const NAME_INFIX: &str = "_state_";
-
-const MAC_LEN: usize = 32;
-const MAC_B64_LEN: usize = 43;
 
 /// Why a state cookie was refused (or could not be written). `Display` is safe to log: it never
 /// contains the cookie or a key.
@@ -104,17 +100,13 @@ pub fn cookie_name(base: &str, sid: &str) -> String {
 pub fn encode(key: &Key, cookie_name: &str, state: &State) -> Result<String, StateError> {
     let json = serde_json::to_vec(state).map_err(|_| StateError::Malformed("unserializable"))?;
     let mut value = format!("{VERSION}.{}.{}", key.id(), URL_SAFE_NO_PAD.encode(json));
-    let len = value.len() + 1 + MAC_B64_LEN;
+    let len = value.len() + 1 + TAG_LEN;
     if len > MAX_VALUE_LEN {
         return Err(StateError::TooLong(len));
     }
-    let mut mac = key.mac();
-    mac.update(cookie_name.as_bytes());
-    mac.update(b"=");
-    mac.update(value.as_bytes());
-    let tag = mac.finalize().into_bytes();
+    let tag = key.cookie_tag(cookie_name, value.as_bytes());
     value.push('.');
-    value.push_str(&URL_SAFE_NO_PAD.encode(tag));
+    value.push_str(&tag);
     Ok(value)
 }
 
@@ -147,19 +139,11 @@ pub fn decode(
     }
     let key = ring.find(kid).ok_or(StateError::UnknownKey)?;
 
-    // One spare byte: the decoder's size estimate for 43 characters is 33 bytes.
-    let mut expected = [0u8; MAC_LEN + 1];
-    if tag.len() != MAC_B64_LEN || URL_SAFE_NO_PAD.decode_slice(tag, &mut expected) != Ok(MAC_LEN) {
-        return Err(StateError::Malformed("bad signature encoding"));
-    }
-    let signed = value.get(..value.len() - tag.len() - 1).unwrap_or_default();
-    let mut mac = key.mac();
-    mac.update(cookie_name.as_bytes());
-    mac.update(b"=");
-    mac.update(signed);
-    // Constant-time comparison.
-    let expected = expected.get(..MAC_LEN).unwrap_or_default();
-    mac.verify_slice(expected).map_err(|_| StateError::BadSignature)?;
+    let signed = value.get(..value.len().saturating_sub(tag.len() + 1)).unwrap_or_default();
+    key.verify_cookie_tag(cookie_name, signed, tag).map_err(|e| match e {
+        TagError::Encoding => StateError::Malformed("bad signature encoding"),
+        TagError::Mismatch => StateError::BadSignature,
+    })?;
 
     // Authentic from here on: the remaining checks are about validity, not forgery.
     let json = URL_SAFE_NO_PAD
@@ -183,20 +167,9 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::encode_key;
     use proptest::prelude::*;
 
-    fn ring(seeds: &[u8]) -> KeyRing {
-        let text: Vec<String> = seeds
-            .iter()
-            .map(|&s| {
-                let bytes: Vec<u8> =
-                    (0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(s)).collect();
-                encode_key(&bytes)
-            })
-            .collect();
-        KeyRing::parse(&text.join("\n")).unwrap()
-    }
+    use crate::keys::test_ring as ring;
 
     const NOW: u64 = 1_800_000_000;
     const SID: &str = "AAECAwQFBgcICQoLDA0ODw";
@@ -365,11 +338,7 @@ mod tests {
         let k = r.signing_key();
         let sign = |name: &str, payload: &str| {
             let body = format!("s1.{}.{payload}", k.id());
-            let mut m = k.mac();
-            m.update(name.as_bytes());
-            m.update(b"=");
-            m.update(body.as_bytes());
-            format!("{body}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+            format!("{body}.{}", k.cookie_tag(name, body.as_bytes()))
         };
         let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
         let good = serde_json::to_string(&state()).unwrap();
