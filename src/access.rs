@@ -8,6 +8,7 @@ use core::ptr;
 
 use gpt_auth_core::navigation::RequestKind;
 use gpt_auth_core::session::{Email, SessionError};
+use gpt_auth_core::session_cache::Memo;
 use gpt_auth_core::url::with_query_param;
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_ERROR, NGX_HTTP_FORBIDDEN,
@@ -20,6 +21,7 @@ use crate::ngx_ext::{
     complex_value, finalize, guard, has_error_page, host, is_get_or_head, is_https, is_main,
     main_request, now, request_headers, set_location, unparsed_uri,
 };
+use crate::watch::WatchedAllowlist;
 use crate::{budget, ctx, pages, GptAuthModule};
 
 /// At most this many cookies with our name are tried per request (a client can send many).
@@ -98,11 +100,22 @@ fn compute(r: &ngx_http_request_t, lcf: &LocConf) -> Verdict {
         for candidate in finder.values(value) {
             tried += 1;
             match cache.decode(&keys.ring, name, candidate, now, lcf.max_age()) {
-                Ok(s) => {
-                    debug!(r, "session of \"{}\" valid until {}", s.email.as_str(), s.exp);
+                Ok(verified) => {
+                    let email = verified.session.email;
+                    debug!(
+                        r,
+                        "session of \"{}\" valid until {}",
+                        email.as_str(),
+                        verified.session.exp
+                    );
                     v.outcome = Outcome::Allowed;
-                    v.email = Some(s.email);
+                    v.email = Some(email);
                     v.error = None;
+                    if let Some(list) = lcf.allowlist() {
+                        if !allowed(r, list, email.as_bytes(), verified.memo, now) {
+                            v.outcome = Outcome::NotAllowed;
+                        }
+                    }
                     break 'headers;
                 }
                 Err(e) => {
@@ -120,14 +133,29 @@ fn compute(r: &ngx_http_request_t, lcf: &LocConf) -> Verdict {
             }
         }
     }
-
-    drop(cache);
-    if let (Outcome::Allowed, Some(list), Some(email)) = (v.outcome, lcf.allowlist(), &v.email) {
-        if !list.allows(email.as_bytes(), now, crate::log::as_log_ptr(r)) {
-            v.outcome = Outcome::NotAllowed;
-        }
-    }
     v
+}
+
+/// The allowlist's answer for a verified session, remembered with the session in the cache for
+/// as long as the list (this file, this version) stays the same.
+fn allowed(
+    r: &ngx_http_request_t,
+    list: &WatchedAllowlist,
+    email: &[u8],
+    memo: Option<&mut Option<Memo>>,
+    now: u64,
+) -> bool {
+    let log = crate::log::as_log_ptr(r);
+    let (id, version) = list.version(now, log);
+    match memo {
+        Some(Some(m)) if m.list == id && m.version == version => m.allowed,
+        Some(slot) => {
+            let allowed = list.allows(email, now, log);
+            *slot = Some(Memo { list: id, version, allowed });
+            allowed
+        }
+        None => list.allows(email, now, log),
+    }
 }
 
 /// The access-phase handler.

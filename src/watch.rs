@@ -87,6 +87,8 @@ struct State<T> {
     checked_at: u64,
     /// Set while the file is broken or missing: what was last reported, so it is logged once.
     failing: Option<Option<FileSig>>,
+    /// Counts the versions this worker has taken in.
+    version: u64,
 }
 
 /// One watched file, shared by every location that names it.
@@ -104,7 +106,7 @@ impl<T: Parse> Watched<T> {
         let (value, sig) = read::<T>(path)?;
         Ok(Watched {
             path: path.to_owned(),
-            state: RefCell::new(State { value, sig, checked_at: 0, failing: None }),
+            state: RefCell::new(State { value, sig, checked_at: 0, failing: None, version: 0 }),
         })
     }
 
@@ -178,6 +180,7 @@ impl<T: Parse> Watched<T> {
                 st.value = value;
                 st.sig = read_sig;
                 st.failing = None;
+                st.version += 1;
             }
             Err(e) => {
                 st.failing = Some(Some(sig));
@@ -191,6 +194,13 @@ impl Watched<Allowlist> {
     /// Whether `email` is on the list, re-reading the file first if it is due and changed.
     pub fn allows(&self, email: &[u8], now: u64, log: *mut ngx_log_t) -> bool {
         self.get(now, log).allows_bytes(email)
+    }
+
+    /// This file's identity and current version (re-reading it first if due): an answer
+    /// remembered for the same identity and version is still right.
+    pub fn version(&self, now: u64, log: *mut ngx_log_t) -> (usize, u64) {
+        self.refresh(now, log);
+        (self as *const Self as usize, self.state.borrow().version)
     }
 }
 
