@@ -4,6 +4,7 @@
 #   make test     cargo tests + the Test::Nginx suite (t/*.t)
 #   make run      demo on http://127.0.0.1:8080/
 #   make install  module + load_module snippet into the system nginx
+#   make bench    performance: vs no auth, secure_link, auth_request (bench/README.md)
 #
 # NGINX_SOURCE_DIR=/path/to/nginx  build against another, already configured nginx source tree
 #                                  (configured --with-compat, with objs/ present).
@@ -47,12 +48,12 @@ MODULES_DIR   ?= /usr/lib/nginx/modules
 MODULES_AVAIL ?= /usr/share/nginx/modules-available
 MODULES_ENAB  ?= /etc/nginx/modules-enabled
 
-.PHONY: all build build-test-hooks deps test test-valgrind unittest prove check run install uninstall clean help
+.PHONY: all build build-test-hooks deps test test-valgrind unittest prove check run bench install uninstall clean help
 
 all: build
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@tools/install-deps.sh test
@@ -118,6 +119,9 @@ check: $(NGINX_CONFIGURED)
 run: build
 	@tools/install-deps.sh run
 	@tools/run-demo.sh "$(NGINX)" "$(MODULE_SO)" "$(CURDIR)/$(CLI)"
+
+bench: build
+	@bench/run.sh "$(NGINX)" "$(MODULE_SO)" "$(CURDIR)/$(CLI)"
 
 install: build
 	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(MODULES_DIR)/$(MODULE).so
