@@ -5,6 +5,8 @@
 #   make run      demo on http://127.0.0.1:8080/
 #   make install  module + load_module snippet into the system nginx
 #   make bench    performance: vs no auth, secure_link, auth_request (bench/README.md)
+#   make fuzz     every fuzz target FUZZ_SECONDS (60) s; corpus kept in fuzz/corpus (fuzz/README.md)
+#   make fuzz-smoke  every fuzz target briefly on the committed corpus (CI)
 #
 # NGINX_SOURCE_DIR=/path/to/nginx  build against another, already configured nginx source tree
 #                                  (configured --with-compat, with objs/ present).
@@ -48,12 +50,12 @@ MODULES_DIR   ?= /usr/lib/nginx/modules
 MODULES_AVAIL ?= /usr/share/nginx/modules-available
 MODULES_ENAB  ?= /etc/nginx/modules-enabled
 
-.PHONY: all build build-test-hooks deps test test-valgrind unittest prove check run bench install uninstall clean help
+.PHONY: all build build-test-hooks deps test test-valgrind unittest prove check run bench fuzz fuzz-smoke install uninstall clean help
 
 all: build
 
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@tools/install-deps.sh test
@@ -122,6 +124,13 @@ run: build
 
 bench: build
 	@bench/run.sh "$(NGINX)" "$(MODULE_SO)" "$(CURDIR)/$(CLI)"
+
+# Fuzzing needs no nginx: the targets link gpt-auth-core only (fuzz/README.md).
+fuzz:
+	tools/fuzz.sh run
+
+fuzz-smoke:
+	tools/fuzz.sh smoke
 
 install: build
 	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(MODULES_DIR)/$(MODULE).so
