@@ -224,20 +224,7 @@ def read_tail(path, n=20):
 
 
 def children(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[1]) == pid:
-            kids.append(int(d))
-    return kids
+    return [p for p, (ppid, _, _) in processes().items() if ppid == pid]
 
 
 def vm_rss_kb(pid):
