@@ -97,10 +97,11 @@ prove: build build-test-hooks
 test: build unittest prove
 
 # The whole Test::Nginx suite with nginx under valgrind memcheck: single-process mode
-# (master_process off), except the files that reload nginx, which need a master process (nginx
-# does not reconfigure reliably without one); their workers are checked too (valgrind follows
-# fork).
+# (master_process off), except the files that need a master process: those that reload nginx
+# (it does not reconfigure reliably without one) and those that test several workers; their
+# workers are checked too (valgrind follows fork).
 VALGRIND_DIR  := $(BUILD_DIR)/valgrind
+MASTER_TESTS   = $(shell grep -l -e '->reload' -e '^worker_processes [2-9]' t/*.t)
 VALGRIND_ENV  := TEST_NGINX_BINARY="$(CURDIR)/tools/valgrind-nginx.sh" GPT_AUTH_NGINX="$(NGINX)" \
                  VALGRIND_LOG_DIR="$(VALGRIND_DIR)" TEST_NGINX_TIMEOUT_FACTOR=8 \
                  GPT_AUTH_CLI="$(CURDIR)/$(CLI)" GPT_AUTH_TEST_HOOKS_MODULE="$(HOOKS_SO)"
@@ -109,9 +110,9 @@ test-valgrind: build build-test-hooks
 	@command -v valgrind >/dev/null || apt-get install -y -q valgrind
 	rm -rf $(VALGRIND_DIR) && mkdir -p $(VALGRIND_DIR)
 	-$(VALGRIND_ENV) TEST_NGINX_GLOBALS="$(TEST_GLOBALS) master_process off; $(TEST_NGINX_GLOBALS)" \
-	    $(PROVE) $$(grep -L -- '->reload' t/*.t) 2>&1 | tee $(VALGRIND_DIR)/prove-single.log
+	    $(PROVE) $(filter-out $(MASTER_TESTS),$(wildcard t/*.t)) 2>&1 | tee $(VALGRIND_DIR)/prove-single.log
 	-$(VALGRIND_ENV) TEST_NGINX_GLOBALS="$(TEST_GLOBALS) $(TEST_NGINX_GLOBALS)" \
-	    $(PROVE) $$(grep -l -- '->reload' t/*.t) 2>&1 | tee $(VALGRIND_DIR)/prove-master.log
+	    $(PROVE) $(MASTER_TESTS) 2>&1 | tee $(VALGRIND_DIR)/prove-master.log
 	tools/valgrind-report.sh $(VALGRIND_DIR)
 
 check: $(NGINX_CONFIGURED)

@@ -102,7 +102,9 @@ my $PER_CONNECTION = 10;	# keep-alive requests before a new connection
 # line per response to $out: "<status> <user index> <X-Day-Used or -> <X-Pid or ->".
 sub client {
 	my ($out, $start, $n, @users) = @_;
-	alarm(60);
+	# a stuck client must not hang the suite (scaled for a slow nginx, e.g. under valgrind)
+	my $f = $ENV{TEST_NGINX_TIMEOUT_FACTOR} // '';
+	alarm(60 * ($f =~ /^\d+(?:\.\d+)?$/ ? $f : 1));
 	open(my $fh, '>', $out) or _exit(2);
 	my ($sock, $on_conn, $buf) = (undef, 0, '');
 	wait_until($start, 0);

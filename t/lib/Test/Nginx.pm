@@ -664,11 +664,13 @@ sub _children {
 	return @kids;
 }
 
+# A child without nginx's process title (e.g. nginx run under valgrind, whose command line
+# the title does not replace) counts as a worker: reload() then tells by the error log.
 sub _current_workers {
 	my ($master) = @_;
 	return map { $_->[0] }
-		grep { $_->[1] =~ /worker process/
-			&& $_->[1] !~ /shutting down/ } _children($master);
+		grep { $_->[1] !~ /^nginx: / || ($_->[1] =~ /worker process/
+			&& $_->[1] !~ /shutting down/) } _children($master);
 }
 
 # waits up to $timeout seconds for $pid to go away; reaps it if it is ours
@@ -939,10 +941,13 @@ sub reload {
 	return $self unless $self->{_started};
 
 	my $master = $self->{_master};
-	my @old = _current_workers($master);
-
 	my $log = "$self->{_testdir}/error.log";
-	my $offset = -s $log || 0;
+	my $before = -f $log ? $self->_slurp('error.log') : '';
+	my $offset = length $before;
+
+	# the workers that accept connections now (not those already shutting down)
+	my @old = grep { $before !~ /\b$_#\d+: (?:gracefully shutting down|exiting|exit)\b/ }
+		_current_workers($master);
 
 	kill('HUP', $master) or die "Can't send SIGHUP to nginx $master: $!\n";
 
