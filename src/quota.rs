@@ -123,14 +123,18 @@ pub fn charge(
 ) -> Result<Snapshot, QuotaError> {
     let zone = q.zone.get().ok_or(QuotaError::Unavailable)?;
     let shared = shared(zone).ok_or(QuotaError::Unavailable)?;
-    let limits = match (&q.overrides, core::str::from_utf8(email)) {
-        (Some(o), Ok(email)) => o.get(now, log).limits_for(email, q.defaults),
-        _ => q.defaults,
-    };
     let mut key = [0u8; MAX_EMAIL_LEN];
     let key = key.get_mut(..email.len()).ok_or(QuotaError::Unavailable)?;
     key.copy_from_slice(email);
     key.make_ascii_lowercase();
+    // (ASCII lowercasing keeps UTF-8 valid; the check only runs with an overrides file)
+    let limits = match &q.overrides {
+        Some(o) => match core::str::from_utf8(key) {
+            Ok(lower) => o.get(now, log).limits_for(lower, q.defaults),
+            Err(_) => q.defaults,
+        },
+        None => q.defaults,
+    };
     let periods = zone.periods(now);
     let count = |c: &mut Counters| {
         let charge = c.charge(&periods, limits);

@@ -275,10 +275,15 @@ impl Overrides {
 
     /// The budgets of `email`: its own entry, else its domain's, else `defaults`.
     pub fn limits_for(&self, email: &str, defaults: Limits) -> Limits {
-        let lower = email.to_ascii_lowercase();
-        let entry = self.entries.get(lower.as_str()).or_else(|| {
-            lower.rsplit_once('@').and_then(|(_, d)| self.entries.get(format!("@{d}").as_str()))
-        });
+        if email.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.limits_for(&email.to_ascii_lowercase(), defaults);
+        }
+        // lowercase already (the module passes its lowercased key): no allocation; a domain
+        // entry "@example.com" is the address's own tail from its last '@'
+        let entry = self
+            .entries
+            .get(email)
+            .or_else(|| email.rfind('@').and_then(|at| self.entries.get(&email[at..])));
         match entry {
             Some((day, month)) => {
                 Limits { day: day.unwrap_or(defaults.day), month: month.unwrap_or(defaults.month) }
@@ -507,6 +512,12 @@ mod tests {
         assert_eq!(o.limits_for("x@partner.example", d), Limits { day: Limit::Max(10), ..d });
         assert_eq!(o.limits_for("bob@example.com", d), Limits { month: Limit::Max(50), ..d });
         assert_eq!(o.limits_for("carol@example.com", d), d);
+        // any case; the domain entry is matched on the part after the last '@'
+        assert_eq!(o.limits_for("ALICE@example.COM", d).day, Limit::Max(1000));
+        assert_eq!(o.limits_for("X@Partner.Example", d).day, Limit::Max(10));
+        assert_eq!(o.limits_for("\"a@b\"@partner.example", d).day, Limit::Max(10));
+        assert_eq!(o.limits_for("partner.example", d), d);
+        assert_eq!(o.limits_for("x@sub.partner.example", d), d);
         for (bad, line) in [
             ("alice", 1),
             ("a@b.c day=1\nb@c.d day=x", 2),
