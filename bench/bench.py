@@ -351,6 +351,11 @@ class Material:
             f.writelines(f"user{i:06d}@example.com\n" for i in range(st.allowlist_size))
         with open(self.allow1, "w") as f:
             f.write(f"{EMAIL}\n")
+        # quota overrides (gpt_auth_quota.conf): 1,000 power users and a partner domain, not
+        # the bench user, so each request looks up both its address and its domain
+        with open(os.path.join(WORK, "quota.overrides"), "w") as f:
+            f.writelines(f"power{i:04d}@example.com day=1000\n" for i in range(1000))
+            f.write("@partner.example day=10\n")
 
         now = int(time.time())
 
