@@ -127,12 +127,8 @@ pub fn charge(
     let key = key.get_mut(..email.len()).ok_or(QuotaError::Unavailable)?;
     key.copy_from_slice(email);
     key.make_ascii_lowercase();
-    // (ASCII lowercasing keeps UTF-8 valid; the check only runs with an overrides file)
     let limits = match &q.overrides {
-        Some(o) => match core::str::from_utf8(key) {
-            Ok(lower) => o.get(now, log).limits_for(lower, q.defaults),
-            Err(_) => q.defaults,
-        },
+        Some(o) => o.get(now, log).limits_for_lowercase(key, q.defaults),
         None => q.defaults,
     };
     let periods = zone.periods(now);

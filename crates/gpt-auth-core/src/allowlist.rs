@@ -20,7 +20,7 @@ pub struct AllowlistError {
 /// The sets' hasher: randomly seeded per process, and much cheaper than SipHash on the per-request
 /// lookup (the entries come from the operator's file, the looked-up address from a verified
 /// session).
-type Hasher = foldhash::fast::RandomState;
+pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// A parsed allowlist (entries lower-cased, as bytes: lookups need no UTF-8 check).
 #[derive(Debug, Clone, Default)]

@@ -224,7 +224,8 @@ impl Counters {
 /// followed by `day=N|unlimited` and/or `month=N|unlimited`; `#` comments.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
-    entries: HashMap<Box<str>, (Option<Limit>, Option<Limit>)>,
+    /// Lower-cased entries as bytes, hashed like the allowlist's (per request: no SipHash).
+    entries: HashMap<Box<[u8]>, (Option<Limit>, Option<Limit>), crate::allowlist::Hasher>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -236,7 +237,7 @@ pub struct OverridesError {
 
 impl Overrides {
     pub fn parse(text: &str) -> Result<Overrides, OverridesError> {
-        let mut entries = HashMap::new();
+        let mut entries = HashMap::default();
         for (idx, raw) in text.lines().enumerate() {
             let line = idx + 1;
             let content = crate::allowlist::strip_comment(raw);
@@ -266,24 +267,26 @@ impl Overrides {
             if day.is_none() && month.is_none() {
                 return Err(err("no day= or month= budget".into()));
             }
-            if entries.insert(who.clone().into_boxed_str(), (day, month)).is_some() {
+            if entries.insert(who.as_bytes().into(), (day, month)).is_some() {
                 return Err(err(format!("\"{who}\" is listed twice")));
             }
         }
         Ok(Overrides { entries })
     }
 
-    /// The budgets of `email`: its own entry, else its domain's, else `defaults`.
+    /// The budgets of `email` (any case): its own entry, else its domain's, else `defaults`.
     pub fn limits_for(&self, email: &str, defaults: Limits) -> Limits {
-        if email.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self.limits_for(&email.to_ascii_lowercase(), defaults);
-        }
-        // lowercase already (the module passes its lowercased key): no allocation; a domain
-        // entry "@example.com" is the address's own tail from its last '@'
-        let entry = self
-            .entries
-            .get(email)
-            .or_else(|| email.rfind('@').and_then(|at| self.entries.get(&email[at..])));
+        self.limits_for_lowercase(email.to_ascii_lowercase().as_bytes(), defaults)
+    }
+
+    /// [`Overrides::limits_for`] for an address already lower-cased (ASCII), as the module's
+    /// quota key is: no allocation, no UTF-8 check. A domain entry `@example.com` is the
+    /// address's own tail from its last `@`.
+    pub fn limits_for_lowercase(&self, email: &[u8], defaults: Limits) -> Limits {
+        let entry = self.entries.get(email).or_else(|| {
+            let at = email.iter().rposition(|&b| b == b'@')?;
+            self.entries.get(&email[at..])
+        });
         match entry {
             Some((day, month)) => {
                 Limits { day: day.unwrap_or(defaults.day), month: month.unwrap_or(defaults.month) }
@@ -518,6 +521,9 @@ mod tests {
         assert_eq!(o.limits_for("\"a@b\"@partner.example", d).day, Limit::Max(10));
         assert_eq!(o.limits_for("partner.example", d), d);
         assert_eq!(o.limits_for("x@sub.partner.example", d), d);
+        assert_eq!(o.limits_for_lowercase(b"x@partner.example", d).day, Limit::Max(10));
+        assert_eq!(o.limits_for_lowercase(b"alice@example.com", d).day, Limit::Max(1000));
+        assert_eq!(o.limits_for_lowercase(b"\xff@example.com", d), d);
         for (bad, line) in [
             ("alice", 1),
             ("a@b.c day=1\nb@c.d day=x", 2),
