@@ -120,19 +120,27 @@ fn too_many(
     nginx_sys::NGX_DONE as ngx_int_t
 }
 
-/// `$gpt_auth_quota_*` values: used or remaining in the day or month.
-pub fn variable(r: &ngx_http_request_t, month: bool, remaining: bool) -> Option<String> {
+/// `$gpt_auth_quota_*` values: used or remaining in the day or month, written into `buf` (no
+/// heap allocation: the variables may be logged or sent as a header on every request).
+pub fn variable<'b>(
+    r: &ngx_http_request_t,
+    month: bool,
+    remaining: bool,
+    buf: &'b mut [u8; 20],
+) -> Option<&'b [u8]> {
+    use std::io::Write;
     let s = snapshot(r)?;
     let (used, limit) =
         if month { (s.month_used, s.limits.month) } else { (s.day_used, s.limits.day) };
-    Some(if remaining {
-        match limit {
-            Limit::Unlimited => "unlimited".to_owned(),
-            Limit::Max(n) => n.saturating_sub(used).to_string(),
-        }
-    } else {
-        used.to_string()
-    })
+    let n = match (remaining, limit) {
+        (false, _) => used,
+        (true, Limit::Unlimited) => return Some(b"unlimited"),
+        (true, Limit::Max(n)) => n.saturating_sub(used),
+    };
+    let mut rest = &mut buf[..];
+    write!(rest, "{n}").ok()?;
+    let len = 20 - rest.len();
+    buf.get(..len)
 }
 
 /// `gpt_auth_quota_report ZONE`: current use per user, as JSON (`Accept: application/json` or

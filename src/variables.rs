@@ -153,8 +153,9 @@ fn quota_field(
     remaining: bool,
 ) -> ngx_int_t {
     with_value(r, v, |r| {
-        let text = crate::budget::variable(r, month, remaining)?;
-        crate::ngx_ext::pool_bytes(r, text.as_bytes())
+        let mut buf = [0u8; 20];
+        let text = crate::budget::variable(r, month, remaining, &mut buf)?;
+        crate::ngx_ext::pool_bytes(r, text)
     })
 }
 
