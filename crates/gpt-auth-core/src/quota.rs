@@ -225,8 +225,11 @@ impl Counters {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// Lower-cased entries as bytes, hashed like the allowlist's (per request: no SipHash).
-    entries: HashMap<Box<[u8]>, (Option<Limit>, Option<Limit>), crate::allowlist::Hasher>,
+    entries: HashMap<Box<[u8]>, Budgets, crate::allowlist::Hasher>,
 }
+
+/// An override's day and month budgets (`None`: the location's default).
+type Budgets = (Option<Limit>, Option<Limit>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
