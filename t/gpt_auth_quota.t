@@ -223,13 +223,14 @@ Alice@Example.com  day=5 month=unlimited
 @partner.example   day=1    # partners
 boss@example.com   day=unlimited
 zero@example.com   day=0
+ovmonth@example.com day=unlimited month=3
 EOF
 $t->write_file('quota.html',
 	"custom: {{email}} used {{used}} of {{limit}} this {{period}}; "
 	. "resets {{resets}} in {{retry_after}} s ({{retry_after_text}})\n");
 $t->write_file('too_many.html', "operator's own 429 page\n");
 
-$t->run()->plan(158);
+$t->run()->plan(161);
 
 ###############################################################################
 
@@ -432,7 +433,8 @@ like(body($r), qr{reset at \Q$reset\E \(in \d+ (h \d+ min|min|s)\)}, 'page says 
 like(body($r), qr{Signed in as browser\@example\.com}, 'page says who');
 
 $r = req('/all/x', $b, accept => $html, headers => ['Sec-Fetch-Mode: navigate']);
-is(header($r, 'Content-Type'), 'text/html; charset=utf-8', 'Sec-Fetch-Mode: navigate: page');
+is(status($r) . ' ' . header($r, 'Content-Type'), '429 text/html; charset=utf-8',
+	'Sec-Fetch-Mode: navigate: page');
 $r = req('/all/x', $b, accept => $html, headers => ['X-Requested-With: XMLHttpRequest']);
 is(status($r) . ' ' . header($r, 'Content-Type'), '429 application/json', 'XHR: JSON');
 $r = req('/all/x', $b, accept => $html, headers => ['Sec-Fetch-Mode: cors']);
@@ -445,11 +447,14 @@ is(header($r, 'Content-Type'), 'application/json', 'no Accept: JSON');
 $r = req('/all/x', $b, method => 'POST', body => 'x', accept => $html);
 is(status($r) . ' ' . header($r, 'Content-Type'), '429 application/json',
 	'a form POST accepting html: JSON (not a navigation)');
+$t0 = time();
 $r = req('/all/x', $b, method => 'HEAD', accept => $html);
+$t1 = time();
 is(status($r) . ' ' . header($r, 'Content-Type'), '429 text/html; charset=utf-8',
 	'HEAD navigation: page headers');
 is(body($r), '', 'HEAD: no body');
-ok(defined header($r, 'Retry-After'), 'HEAD: Retry-After');
+ok(retry_after_ok(header($r, 'Retry-After'), undef, $t0, $t1, 'day'),
+	'HEAD: Retry-After until the day ends');
 
 $r = req('/all/x', '<i>x@example.com') for 1 .. 3;
 $r = req('/all/x', '<i>x@example.com', accept => $html);
@@ -468,6 +473,8 @@ like(body($r), qr{^custom: custom\@example\.com used 1 of 1 this day; resets \Q$
 	'gpt_auth_quota_page: placeholders filled');
 my ($ra) = body($r) =~ /in (\d+) s/;
 is($ra, header($r, 'Retry-After'), '{{retry_after}} is the header value');
+ok(retry_after_ok(header($r, 'Retry-After'), undef, $t0, $t1, 'day'),
+	'gpt_auth_quota_page: Retry-After until the day ends');
 is(header(req('/custom/x', $c), 'Content-Type'), 'application/json',
 	'gpt_auth_quota_page: API calls still get JSON');
 
@@ -522,6 +529,9 @@ is(status($r), 200, 'day=unlimited: twelve requests and more');
 is(header($r, 'X-Day-Left'), 'unlimited', 'day=unlimited: remaining "unlimited"');
 is(header($r, 'X-Month-Left'), 38, 'boss: month from the defaults (50 - 12)');
 is(ov_codes('carol@example.com', 3), '200 200 429', 'no entry: defaults (day=2)');
+is(ov_codes('ovmonth@example.com', 4), '200 200 200 429', 'month=3 from the file (day unlimited)');
+$r = req('/ov/x', 'ovmonth@example.com');
+like(body($r), qr/"period":"month","used":3,"limit":3/, 'month=3: refused for the month');
 $r = req('/ov/x', 'zero@example.com');
 is(status($r), 429, 'day=0: refused from the start');
 like(body($r), qr/"used":0,"limit":0/, 'day=0: used 0 of 0');
@@ -545,14 +555,16 @@ $t->write_file('quota.overrides', "carol\@example.com day=lots\n");
 sleep(1.2);
 $r = req('/ov/x', 'carol@example.com');
 like(body($r), qr/"used":4,"limit":4/, 'broken file: last good version kept (carol day=4)');
-is(ov_codes('p1@partner.example', 1), '429', 'broken file: domain entry kept');
+like(body(req('/ov/x', 'p1@partner.example')), qr/"used":3,"limit":3/,
+	'broken file: domain entry kept (day=3, not the default 2)');
 sleep(1.2);
 req('/ov/x', 'carol@example.com');
 
 $t->write_file('quota.overrides', "carol\@example.com day=6 # more\n");
 sleep(1.2);
 is(ov_codes('carol@example.com', 3), '200 200 429', 'fixed file: carol day=6');
-is(ov_codes('p1@partner.example', 1), '429', 'fixed file: partner back to day=2 (used 3)');
+like(body(req('/ov/x', 'p1@partner.example')), qr/"used":3,"limit":2/,
+	'fixed file: partner back to the default day=2 (used 3)');
 
 unlink($t->testdir() . '/quota.overrides');
 sleep(1.2);
@@ -632,7 +644,7 @@ like($log, qr/\[info\] .*gpt_auth: quota exceeded: "counter\@example\.com" used 
 	'info line for a refusal');
 like($log, qr/\[info\] .*gpt_auth: quota exceeded: "monthly\@example\.com" used 1 of 1 requests this month \(zone "chat"\)/,
 	'info line for a month refusal');
-like($log, qr/\[notice\] .*gpt_auth: quota overrides "\S+quota\.overrides" re-read: 2 entries \(was 4\)/,
+like($log, qr/\[notice\] .*gpt_auth: quota overrides "\S+quota\.overrides" re-read: 2 entries \(was 5\)/,
 	'notice on re-read');
 like($log, qr/\[error\] .*gpt_auth: quota overrides "\S+quota\.overrides": line 1: "day=lots": expected a number or "unlimited"; keeping the last good list \(2 entries\)/,
 	'error for a broken file names the line');

@@ -143,8 +143,8 @@ is(periods(time(), %short)->{day}, $p1->{day}, 'within one day again');
 
 wait_until($p1->{day_ends} + 3);
 my $p3 = periods(time(), %short);
-$r = req('/day/x', $u);
-is(header($r, 'X-Day-Used'), 1, 'two days later: 1');
+@r = map { my $x = req('/day/x', $u); status($x) . ' ' . header($x, 'X-Day-Used') } 1 .. 4;
+is("@r", '200 1 200 2 200 3 429 3', 'two days later: counted from 1 up to the budget, once');
 
 # the report across the day boundary: yesterday's users show 0 today, their month count stays
 
