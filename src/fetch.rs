@@ -12,7 +12,7 @@ use crate::ctx;
 use crate::flow::Flow;
 use crate::ngx_ext::{
     connection_error, forgive_subrequest_output_error, guard, response_header, start_subrequest,
-    subrequest_result,
+    subrequest_result, upstream_cut_off,
 };
 
 /// What a fetch is for (for logs and for how its answer is used).
@@ -83,6 +83,9 @@ pub struct FetchResult {
     /// Set when nginx gave up on the subrequest itself (e.g. a response larger than
     /// `subrequest_output_buffer_size`, or a broken connection).
     pub broken: bool,
+    /// The provider closed the connection before the end of the body it announced (its
+    /// `Content-Length`, or the last chunk): what arrived is not the whole document.
+    pub cut_off: bool,
 }
 
 /// Starts the flow's last fetch as a subrequest of the main request `r` to `location`. On
@@ -124,6 +127,7 @@ unsafe extern "C" fn fetch_done(
                 cache_control: response_header(sr, "Cache-Control")
                     .map(|v| String::from_utf8_lossy(v).into_owned()),
                 broken,
+                cut_off: upstream_cut_off(sr),
             });
         }
         // Left as is, nginx would terminate the main request too (no response at all). The

@@ -332,6 +332,15 @@ fn absorb(
     if !(200..300).contains(&res.status) {
         return Err(fail(format!("status {}", res.status), Page::ProviderDown));
     }
+    if res.cut_off {
+        return Err(fail(
+            format!(
+                "response cut off after {} bytes (the connection closed early)",
+                res.body.len()
+            ),
+            Page::ProviderDown,
+        ));
+    }
     match spec.purpose {
         Purpose::Discovery => {
             let d = discovery::parse(&res.body, &p.issuer)

@@ -437,6 +437,17 @@ pub fn subrequest_result(sr: &ngx_http_request_t, rc: ngx_int_t) -> SubrequestRe
     SubrequestResult { status, body }
 }
 
+/// Whether a proxied (sub)request's response body ended before its announced end: the
+/// upstream closed the connection before `Content-Length` bytes or the last chunk arrived. nginx
+/// ends an in-memory subrequest normally in that case, with what it got.
+pub fn upstream_cut_off(r: &ngx_http_request_t) -> bool {
+    // SAFETY: `upstream` is null or the request's upstream, and `pipe` null or its event pipe,
+    // both from the request's pool. The body is read through the pipe (in-memory subrequests
+    // go through the output filters); its `length` is what the upstream module still expects
+    // (0 once the body is complete, -1 for a body that ends with the connection).
+    unsafe { r.upstream.as_ref().and_then(|u| u.pipe.as_ref()).is_some_and(|p| p.length > 0) }
+}
+
 /// First response header called `name` (case-insensitive) of a (sub)request.
 pub fn response_header<'a>(r: &'a ngx_http_request_t, name: &str) -> Option<&'a [u8]> {
     let mut part = &r.headers_out.headers.part;

@@ -113,7 +113,7 @@ $idp->respond('/sdisc/.well-known/openid-configuration', delay => 12,
 	body => $idp->discovery_doc('/sdisc'));
 
 $idp->start();
-$t->run()->plan(70);
+$t->run()->plan(87);
 
 ###############################################################################
 
@@ -167,6 +167,7 @@ sub check {
 	my @lines = $log =~ /^(.*\[error\].*gpt_auth:.*)$/mg;
 	is(scalar(@lines), 1, "$name: one gpt_auth [error] line");
 	like($lines[0] // '', $why, "$name: the line says what failed");
+	is(scalar(grep { /^gpt_auth=/ } headers($r, 'Set-Cookie')), 0, "$name: no session cookie");
 	my $s = session_get();
 	push @session_failures, "after $name: $s" unless $s eq "200 alice\@example.test $pid";
 }
@@ -200,7 +201,7 @@ $idp->respond('/disc/.well-known/openid-configuration',
 	body => substr($idp->discovery_doc('/disc'), 0, 100), @truncated_http);
 ($r, $log) = logged(sub { login('disc')->{r} });
 check('discovery cut off mid-body', $r, $log, 502, $page502,
-	qr/OpenID discovery "\Q$DISC\E" failed: /);
+	qr/OpenID discovery "\Q$DISC\E" failed: response cut off after 100 bytes/);
 
 $idp->serve_discovery('/disc');
 is(login('disc')->{status}, 302, 'discovery fixed: the login starts');
@@ -228,7 +229,8 @@ for my $kb (100, 300) {
 
 $idp->respond('/jwks/jwks', body => substr($jwks, 0, 100), @truncated_http);
 ($r, $log) = logged(sub { callback($lj, code => 'c') });
-check('JWKS cut off mid-body', $r, $log, 502, $page502, qr/JWKS "\Q$JWKS\E" failed: /);
+check('JWKS cut off mid-body', $r, $log, 502, $page502,
+	qr/JWKS "\Q$JWKS\E" failed: response cut off after 100 bytes/);
 
 $idp->respond('/jwks/jwks', body => $jwks);
 is(status(callback($lj, code => 'c')), 302, 'JWKS fixed: the login completes');
@@ -261,7 +263,14 @@ check('token response of 100 KB', $r, $log, 502, $page502,
 $idp->respond('/tok/token', body => substr($tok, 0, 100), @truncated_http);
 ($r, $log) = logged(sub { callback($lt, code => 'c') });
 check('token response cut off mid-body', $r, $log, 502, $page502,
-	qr/token exchange "\Q$TOKEN\E" failed: /);
+	qr/token exchange "\Q$TOKEN\E" failed: response cut off after 100 bytes/);
+
+# chunked, closed before the last chunk: a complete-looking JSON document, but not the end
+$idp->respond('/tok/token', body => $JSON->encode({ id_token => $tok, token_type => 'Bearer' }),
+	framing => 'chunked_cut');
+($r, $log) = logged(sub { callback($lt, code => 'c') });
+check('chunked token response without its last chunk', $r, $log, 502, $page502,
+	qr/token exchange "\Q$TOKEN\E" failed: response cut off after \d+ bytes/);
 
 ###############################################################################
 # slow beyond proxy_read_timeout (10 s): discovery and JWKS at once, while signed-in users

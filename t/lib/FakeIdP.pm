@@ -84,7 +84,8 @@ sub _resp_file {
 
 # respond($path, status => 200, body => '', headers => { name => value | undef },
 #         delay => seconds, close => 1, check => 1, client => [id, secret, method],
-#         framing => 'length' (default) | 'chunked' | 'close' (no length, end at close))
+#         framing => 'length' (default) | 'chunked' | 'close' (no length, end at close)
+#                    | 'chunked_cut' (chunked, closed before the last chunk))
 # Replaces the answer for $path (atomically: a request never sees half a file).
 sub respond {
 	my ($self, $path, %a) = @_;
@@ -329,13 +330,14 @@ sub _send {
 	for my $n (sort keys %$headers) {
 		$r .= "$n: $headers->{$n}\r\n";
 	}
-	if ($framing eq 'chunked') {
+	if ($framing eq 'chunked' || $framing eq 'chunked_cut') {
 		$r .= "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
 		for (my $i = 0; $i < length $body; $i += 100) {
 			my $chunk = substr($body, $i, 100);
 			$r .= sprintf("%x\r\n%s\r\n", length $chunk, $chunk);
 		}
-		$r .= "0\r\n\r\n";
+		# chunked_cut: the connection closes without the last chunk
+		$r .= "0\r\n\r\n" if $framing eq 'chunked';
 	} elsif ($framing eq 'close') {
 		$r .= "Connection: close\r\n\r\n$body";
 	} else {
