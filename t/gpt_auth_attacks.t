@@ -169,7 +169,7 @@ my $other = new_key_bytes();
 $t->write_file('keys', key_line($key) . "\n");
 chmod 0600, $t->testdir() . '/keys';
 
-$t->run()->plan(139);
+$t->run()->plan(141);
 
 ###############################################################################
 
@@ -289,8 +289,9 @@ sub signed_for {
 	cookie => signed_for("\xff\xfe\@example.com")) });
 like($log, qr/access refused: session cookie "gpt_auth": malformed cookie \(bad address\)/,
 	'invalid UTF-8 address: logged as a bad address');
-attack('signed address with an overlong UTF-8 "@" (\xc0\x80)', 401,
-	cookie => signed_for("alice\xc0\x80example.com"));
+($r, $log) = log_of(sub { attack('signed address with an overlong UTF-8 "@" (\xc1\x80)', 401,
+	cookie => signed_for("alice\xc1\x80example.com")) });
+like($log, qr/malformed cookie \(bad address\)/, 'overlong "@": logged as a bad address');
 attack('signed address with a UTF-16 surrogate (\xed\xa0\x80)', 401,
 	cookie => signed_for("al\xed\xa0\x80ice\@example.com"));
 attack('signed address with a C1 control character (U+0085)', 401,
@@ -306,8 +307,11 @@ like(body($r), qr/^backend X-Auth-Email=\[j\xc3\xb6rg\@example\.com\]$/m,
 
 my @f = split /\./, $good;
 attack('MAC with "=" padding', 401, cookie => 'gpt_auth=' . join('.', @f[0 .. 4], "$f[5]="));
-attack('address with "=" padding', 401,
-	cookie => 'gpt_auth=' . join('.', @f[0 .. 3], "$f[4]=", $f[5]));
+# signed as it is (a valid MAC over the padded text): only the decoder can refuse it
+($r, $log) = log_of(sub { attack('address with "=" padding, signed', 401,
+	cookie => 'gpt_auth=' . mint_cookie(key => $key,
+		email_b64 => encode_base64url('alice@example.com') . '=')) });
+like($log, qr/malformed cookie/, 'padded address: refused by the decoder (logged as malformed)');
 {
 	# the 43rd character carries 2 bits that are not part of the 32 bytes: flip them
 	my $alpha = join('', 'A' .. 'Z', 'a' .. 'z', '0' .. '9', '-', '_');
@@ -368,7 +372,8 @@ my $t1_mark = log_offset($t);
 ok(Time::HiRes::time() - $t1 < 1, '1000 forged cookies: answered within a second');
 my @tried = raw_log_since($t1_mark) =~ /session cookie candidate (\d+) refused/g;
 SKIP: {
-	skip 'no [debug] lines (nginx without --with-debug)', 1 unless @tried;
+	skip 'nginx without --with-debug: no [debug] lines to count', 1
+		unless `@{[ $ENV{TEST_NGINX_BINARY} || "/usr/sbin/nginx" ]} -V 2>&1` =~ /--with-debug/;
 	is(join(',', @tried), join(',', 1 .. 8), '1000 forged cookies: 8 candidates tried, no more');
 }
 attack('500 Cookie headers with junk, then a valid one', 401, port => 8082,
@@ -410,8 +415,9 @@ push @vectors,
 		exp => $now - 10) ],
 	[ 'older than max age', mint_cookie(key => $key, email => 'alice@example.com',
 		iat => $now - 30 * 86400, exp => $now + 3600) ],
+	# (issued within the allowed clock skew and not yet expired: only the order is wrong)
 	[ 'exp before iat', mint_cookie(key => $key, email => 'alice@example.com',
-		iat => $now, exp => $now - 1) ],
+		iat => $now + 100, exp => $now + 50) ],
 	[ 'iat with a leading zero', mint_cookie(key => $key, email => 'alice@example.com',
 		iat => "0$now", exp => $now + 3600) ],
 	[ 'iat with a sign', mint_cookie(key => $key, email => 'alice@example.com',

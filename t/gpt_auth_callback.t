@@ -162,7 +162,7 @@ $idp->respond('/slow/token', delay => 12, body => '{}');
 # nginx's own lines about the failing upstreams are errors, not alerts; nothing to skip
 
 $idp->start();
-$t->run()->plan(135);
+$t->run()->plan(137);
 
 ###############################################################################
 
@@ -219,6 +219,7 @@ like($log, qr/callback without a valid state parameter/, 'short state: logged');
 
 ($r, $log) = logged(sub { callback($l, code => 'abc', state => substr($l->{sid}, 0, 21) . '+') });
 is(status($r), 400, 'state with a non-base64url character: 400');
+like($log, qr/callback without a valid state parameter/, 'non-base64url state: logged as such');
 
 ($r, $log) = logged(sub { callback($l, code => 'abc', state => 'AAAAAAAAAAAAAAAAAAAAAB') });
 is(status($r), 400, 'non-canonical state (22 chars, not 16 bytes): 400');
@@ -289,10 +290,12 @@ like($log, qr/\[info\].*gpt_auth: login refused: provider "gone" is no longer co
 # a GSI login page's state cookie (named after the nonce) used for a code callback
 $r = request('/login', host => 'auth.example.test');
 my ($gname, $gsid, $gval) = (header($r, 'Set-Cookie') // '') =~ /^(gpt_auth_state_([^=]+))=([^;]+)/;
+ok(defined $gsid, 'the GSI login page set its state cookie');
 ($r, $log) = logged(sub { callback($l, code => 'abc', state => $gsid // '',
 	cookie => "$gname=$gval") });
 is(status($r), 400, 'code callback for a GSI-only provider: 400');
-like($log, qr/\[info\].*gpt_auth: login refused:/, 'code callback for a GSI-only provider: logged');
+like($log, qr/\[info\].*gpt_auth: login refused: a code for provider "\w+", which has no code flow/,
+	'code callback for a GSI-only provider: logged as such');
 
 is(scalar(() = $idp->requests(path => '/corp/token')), 0,
 	'no refused callback reached the token endpoint');
@@ -421,8 +424,8 @@ like($log, qr/failed: status 302/, 'redirect: logged');
 ($r, $log) = token_error(status => 200, body => $JSON->encode({ token_type => 'Bearer',
 	id_token => 'x' x (1024 * 1024) }));
 is(status($r), 502, '1 MB token response (over subrequest_output_buffer_size): 502');
-like($log, qr/\[error\].*gpt_auth: provider "corp": token exchange "\Q$TOKEN_URL\E" failed: /,
-	'1 MB token response: logged');
+like($log, qr/\[error\].*gpt_auth: provider "corp": token exchange "\Q$TOKEN_URL\E" failed: no complete response \(larger than subrequest_output_buffer_size/,
+	'1 MB token response: logged as too large');
 is(scalar(() = headers($r, 'Set-Cookie')), 0, '1 MB token response: no cookie');
 
 # answers framed with chunked transfer encoding, or ended by closing the connection

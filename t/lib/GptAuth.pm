@@ -49,7 +49,9 @@ sub mint_cookie {
 	my $exp = $a{exp} // ($iat + 3600);
 	my $version = $a{version} // '1';
 	my $kid = $a{kid} // key_id($a{key});
-	my $body = join('.', $version, $kid, $iat, $exp, encode_base64url($a{email}));
+	# email_b64: the address field exactly as given (for non-canonical encodings)
+	my $body = join('.', $version, $kid, $iat, $exp,
+		$a{email_b64} // encode_base64url($a{email}));
 	my $mac = hmac_sha256("$name=$body", $a{key});
 	return $body . '.' . encode_base64url($mac);
 }
