@@ -42,27 +42,42 @@ impl Finder {
 
     /// The values of the cookie in one header value, in order.
     pub fn values<'h>(&'h self, header: &'h [u8]) -> impl Iterator<Item = &'h [u8]> + 'h {
-        self.needle.find_iter(header).filter_map(move |at| {
+        let mut from = 0;
+        core::iter::from_fn(move || {
+            let (value, next) = self.next_value(header, from)?;
+            from = next;
+            Some(value)
+        })
+    }
+
+    /// The first value of the cookie at or after byte `from` of `header`, and where to look for
+    /// the next one. A plain loop rather than an iterator adapter: this runs on every request.
+    pub fn next_value<'h>(&self, header: &'h [u8], from: usize) -> Option<(&'h [u8], usize)> {
+        let mut pos = from;
+        loop {
+            let at = pos + self.needle.find(header.get(pos..)?)?;
+            pos = at + 1;
             // Only a pair's name: nothing but white space between it and the previous `;`.
             let before = &header[..at];
             let start = before.iter().rposition(|&b| b != b' ' && b != b'\t');
             if start.is_some_and(|i| before[i] != b';') {
-                return None;
+                continue;
             }
             // ... and then nothing but white space up to its `=`.
             let after = &header[at + self.name_len..];
             let eq = after.iter().position(|&b| b != b' ' && b != b'\t')?;
             if after[eq] != b'=' {
-                return None;
+                continue;
             }
-            let rest = &after[eq + 1..];
+            let value_at = at + self.name_len + eq + 1;
+            let rest = &header[value_at..];
             let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
             let mut value = trim(&rest[..end]);
             if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
                 value = &value[1..value.len() - 1];
             }
-            Some(value)
-        })
+            return Some((value, value_at + end));
+        }
     }
 }
 

@@ -55,6 +55,7 @@ pub struct VerifiedCache {
     /// Allocated on first use (in the worker, not in the master).
     slots: Option<Box<[Option<Slot>]>>,
     hasher: foldhash::fast::RandomState,
+    scratch: Scratch,
 }
 
 impl core::fmt::Debug for VerifiedCache {
@@ -63,17 +64,41 @@ impl core::fmt::Debug for VerifiedCache {
     }
 }
 
-fn name_hash(name: &str) -> u64 {
-    // Not secret: tells names apart; the value bytes are what is compared.
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+/// A cookie name with the hash the cache tells names apart by (computed once, when the
+/// configuration is loaded, not per request).
+#[derive(Debug, Clone)]
+pub struct CookieName {
+    name: Box<str>,
+    hash: u64,
 }
 
-/// A verified session and the memo of its slot (`None` when the value is not cacheable).
+impl CookieName {
+    pub fn new(name: &str) -> CookieName {
+        // Not secret: tells names apart; the value bytes are what is compared.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        CookieName { name: name.into(), hash }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A verified session: the address, borrowed from the cache (nothing is copied), its times, and
+/// the memo of its slot (`None` when the value is not cacheable).
 pub struct Verified<'c> {
-    pub session: Session,
+    pub email: &'c Email,
+    pub iat: u64,
+    pub exp: u64,
     pub memo: Option<&'c mut Option<Memo>>,
 }
+
+/// The last session verified without a cache slot (too long to cache), which a [`Verified`]
+/// then borrows.
+#[derive(Default)]
+struct Scratch(Option<Session>);
 
 impl VerifiedCache {
     pub fn new() -> VerifiedCache {
@@ -84,43 +109,57 @@ impl VerifiedCache {
     pub fn decode(
         &mut self,
         ring: &KeyRing,
-        cookie_name: &str,
+        name: &CookieName,
         value: &[u8],
         now: u64,
         max_age: u64,
     ) -> Result<Verified<'_>, SessionError> {
         if value.is_empty() || value.len() > MAX_CACHED_VALUE {
-            let session = session::decode(ring, cookie_name, value, now, max_age)?;
-            return Ok(Verified { session, memo: None });
+            return self.uncached(ring, name, value, now, max_age);
         }
-        let nh = name_hash(cookie_name);
-        let index = (self.hasher.hash_one(value) % SLOTS as u64) as usize;
+        // The slot is chosen by the value's last 16 bytes (its MAC: a verified value's tail is
+        // unpredictable without the key) under the per-process random seed: cheap, and no one
+        // can aim at a slot.
+        let tail = value.len().saturating_sub(16);
+        let index = (self.hasher.hash_one(&value[tail..]) % SLOTS as u64) as usize;
         let slots = self.slots.get_or_insert_with(|| vec![None; SLOTS].into_boxed_slice());
         let Some(slot) = slots.get_mut(index) else {
-            let session = session::decode(ring, cookie_name, value, now, max_age)?;
-            return Ok(Verified { session, memo: None });
+            return Err(SessionError::Malformed("cache"));
         };
-        let hit = slot.as_ref().is_some_and(|s| s.name_hash == nh && s.value() == value);
-        if hit {
-            // (Always Some: `hit` says so.)
-            let Some(s) = slot.as_mut() else { return Err(SessionError::Malformed("cache")) };
-            session::check_times(s.iat, s.exp, now, max_age)?;
-            let session = Session { email: s.email, iat: s.iat, exp: s.exp };
-            return Ok(Verified { session, memo: Some(&mut s.memo) });
+        let hit = slot.as_ref().is_some_and(|s| s.name_hash == name.hash && s.value() == value);
+        if !hit {
+            let session = session::decode(ring, &name.name, value, now, max_age)?;
+            let mut buf = [0u8; MAX_CACHED_VALUE];
+            buf[..value.len()].copy_from_slice(value);
+            *slot = Some(Slot {
+                len: value.len() as u8,
+                name_hash: name.hash,
+                value: buf,
+                email: session.email,
+                iat: session.iat,
+                exp: session.exp,
+                memo: None,
+            });
         }
-        let session = session::decode(ring, cookie_name, value, now, max_age)?;
-        let mut buf = [0u8; MAX_CACHED_VALUE];
-        buf[..value.len()].copy_from_slice(value);
-        let s = slot.insert(Slot {
-            len: value.len() as u8,
-            name_hash: nh,
-            value: buf,
-            email: session.email,
-            iat: session.iat,
-            exp: session.exp,
-            memo: None,
-        });
-        Ok(Verified { session, memo: Some(&mut s.memo) })
+        // (Always Some here: a hit, or just filled.)
+        let Some(s) = slot.as_mut() else { return Err(SessionError::Malformed("cache")) };
+        if hit {
+            session::check_times(s.iat, s.exp, now, max_age)?;
+        }
+        Ok(Verified { email: &s.email, iat: s.iat, exp: s.exp, memo: Some(&mut s.memo) })
+    }
+
+    fn uncached(
+        &mut self,
+        ring: &KeyRing,
+        name: &CookieName,
+        value: &[u8],
+        now: u64,
+        max_age: u64,
+    ) -> Result<Verified<'_>, SessionError> {
+        let session = session::decode(ring, &name.name, value, now, max_age)?;
+        let s = self.scratch.0.insert(session);
+        Ok(Verified { email: &s.email, iat: s.iat, exp: s.exp, memo: None })
     }
 
     /// Number of cached sessions.
@@ -145,16 +184,16 @@ mod tests {
         let r = test_ring(&[5]);
         let mut c = VerifiedCache::new();
         let v = session::encode(r.signing_key(), "n", "a@b.c", NOW, NOW + 100);
-        assert!(c.decode(&r, "n", v.as_bytes(), NOW, 1000).is_ok());
+        assert!(c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW, 1000).is_ok());
         assert_eq!(c.len(), 1);
         // Cached, and still expires.
-        assert!(c.decode(&r, "n", v.as_bytes(), NOW + 50, 1000).is_ok());
+        assert!(c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW + 50, 1000).is_ok());
         assert_eq!(
-            c.decode(&r, "n", v.as_bytes(), NOW + 100, 1000).err(),
+            c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW + 100, 1000).err(),
             Some(SessionError::Expired(0))
         );
         assert_eq!(
-            c.decode(&r, "n", v.as_bytes(), NOW + 60, 30).err(),
+            c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW + 60, 30).err(),
             Some(SessionError::Expired(30))
         );
         assert_eq!(c.len(), 1);
@@ -165,18 +204,22 @@ mod tests {
         let r = test_ring(&[5]);
         let mut c = VerifiedCache::new();
         let v = session::encode(r.signing_key(), "n", "a@b.c", NOW, NOW + 100);
-        assert!(c.decode(&r, "n", v.as_bytes(), NOW, 1000).is_ok());
+        assert!(c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW, 1000).is_ok());
         assert_eq!(
-            c.decode(&r, "other", v.as_bytes(), NOW, 1000).err(),
+            c.decode(&r, &CookieName::new("other"), v.as_bytes(), NOW, 1000).err(),
             Some(SessionError::BadSignature)
         );
         let mut forged = v.clone().into_bytes();
         let last = forged.len() - 1;
         forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
-        assert!(c.decode(&r, "n", &forged, NOW, 1000).is_err());
+        assert!(c.decode(&r, &CookieName::new("n"), &forged, NOW, 1000).is_err());
         // A prefix or an extension of a cached value is not a hit either.
-        assert!(c.decode(&r, "n", &v.as_bytes()[..v.len() - 1], NOW, 1000).is_err());
-        assert!(c.decode(&r, "n", format!("{v}A").as_bytes(), NOW, 1000).is_err());
+        assert!(c
+            .decode(&r, &CookieName::new("n"), &v.as_bytes()[..v.len() - 1], NOW, 1000)
+            .is_err());
+        assert!(c
+            .decode(&r, &CookieName::new("n"), format!("{v}A").as_bytes(), NOW, 1000)
+            .is_err());
         assert_eq!(c.len(), 1, "refused values are never stored");
     }
 
@@ -186,11 +229,18 @@ mod tests {
         let mut c = VerifiedCache::new();
         let v = session::encode(r.signing_key(), "n", "a@b.c", NOW, NOW + 100);
         let memo = Memo { list: 1, version: 2, allowed: true };
-        *c.decode(&r, "n", v.as_bytes(), NOW, 1000).unwrap().memo.unwrap() = Some(memo);
-        assert_eq!(*c.decode(&r, "n", v.as_bytes(), NOW, 1000).unwrap().memo.unwrap(), Some(memo));
+        *c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW, 1000).unwrap().memo.unwrap() =
+            Some(memo);
+        assert_eq!(
+            *c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW, 1000).unwrap().memo.unwrap(),
+            Some(memo)
+        );
         // Another session never sees it.
         let w = session::encode(r.signing_key(), "n", "b@b.c", NOW, NOW + 100);
-        assert_eq!(*c.decode(&r, "n", w.as_bytes(), NOW, 1000).unwrap().memo.unwrap(), None);
+        assert_eq!(
+            *c.decode(&r, &CookieName::new("n"), w.as_bytes(), NOW, 1000).unwrap().memo.unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -202,7 +252,7 @@ mod tests {
         let v = session::encode(r.signing_key(), "n", "a@b.c", NOW, NOW + 100);
         let mut c2 = VerifiedCache::new();
         assert_eq!(
-            c2.decode(&other, "n", v.as_bytes(), NOW, 1000).err(),
+            c2.decode(&other, &CookieName::new("n"), v.as_bytes(), NOW, 1000).err(),
             Some(SessionError::UnknownKey)
         );
     }
@@ -213,7 +263,7 @@ mod tests {
         let mut c = VerifiedCache::new();
         for i in 0..(SLOTS + 10) {
             let v = session::encode(r.signing_key(), "n", &format!("u{i}@b.c"), NOW, NOW + 100);
-            assert!(c.decode(&r, "n", v.as_bytes(), NOW, 1000).is_ok());
+            assert!(c.decode(&r, &CookieName::new("n"), v.as_bytes(), NOW, 1000).is_ok());
         }
         assert!(c.len() <= SLOTS);
         let long = session::encode(
@@ -224,7 +274,7 @@ mod tests {
             NOW + 100,
         );
         assert!(long.len() > MAX_CACHED_VALUE);
-        let ok = c.decode(&r, "n", long.as_bytes(), NOW, 1000).unwrap();
+        let ok = c.decode(&r, &CookieName::new("n"), long.as_bytes(), NOW, 1000).unwrap();
         assert!(ok.memo.is_none());
     }
 }
