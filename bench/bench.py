@@ -119,6 +119,12 @@ class Settings:
         self.client_cpu = os.environ.get("BENCH_CLIENT_CPU", "1")
         self.skip_cargo = os.environ.get("BENCH_SKIP_CARGO", "") not in ("", "0")
         self.note = os.environ.get("BENCH_NOTE", "")
+        # "callgrind": only the instruction counts (no criterion, timing or RSS), printed and
+        # not written to bench/results/ (for working on the hot path).
+        self.only = os.environ.get("BENCH_ONLY", "")
+        if self.only not in ("", "callgrind"):
+            raise Abort(f"BENCH_ONLY={self.only!r}: only \"callgrind\" is known")
+        self.cg_only = [k for k in os.environ.get("BENCH_CG_VARIANTS", "").split(",") if k]
         if self.rounds < 1 or self.duration < 1 or self.cg_requests < 1 or self.rss_requests < 1:
             raise Abort("BENCH_ROUNDS, BENCH_DURATION, BENCH_CG_REQUESTS and BENCH_RSS_REQUESTS "
                         "must be at least 1")
@@ -994,6 +1000,8 @@ CG_VARIANTS = [
 def phase_callgrind(st, mat, results):
     out = {}
     for i, (key, setup, cookies) in enumerate(CG_VARIANTS):
+        if st.cg_only and key not in st.cg_only:
+            continue
         srv = Nginx(st, mat, setup, f"cg-{key}", st.port_base + 10 + i, st.port_base + 9)
         cg_file = os.path.join(srv.prefix, "callgrind.out")
         log(f"callgrind {key}: starting nginx under valgrind")
@@ -1028,6 +1036,19 @@ def phase_callgrind(st, mat, results):
         out[key] = cg
         log(f"callgrind {key}: {cg['total'] / st.cg_requests:,.0f} instructions/request")
     results["callgrind"] = out
+
+
+def callgrind_only(st, results):
+    """BENCH_ONLY=callgrind: instructions per request of each callgrind variant, printed."""
+    mat = Material(st)
+    phase_callgrind(st, mat, results)
+    cg = results["callgrind"]
+    base = cg.get("noauth", {}).get("total")
+    for key, c in cg.items():
+        per = c["total"] / st.cg_requests
+        delta = f" ({per - base / st.cg_requests:+,.0f} vs noauth)" if base else ""
+        print(f"{key:16} {per:10,.0f} instructions/request{delta}")
+    return 0
 
 
 def cg_dump(srv, label):
@@ -1413,6 +1434,8 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     results = {}
     try:
+        if st.only == "callgrind":
+            return callgrind_only(st, results)
         phase_cargo(st, results)
 
         log("preparing keys, cookies, a 100k allowlist and configurations")
