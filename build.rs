@@ -1,5 +1,7 @@
 //! Build script: passes the nginx features detected by `nginx-sys` on to this crate as cfg
-//! values (`ngx_feature`, `ngx_os`), as `ngx`'s own logging macros expect.
+//! values (`ngx_feature`, `ngx_os`), as `ngx`'s own logging macros expect, and says which
+//! request structure the nginx version has (`ngx_cookie_list`: 1.23 keeps `Cookie` headers in
+//! a linked list, `headers_in.cookie`, where 1.22 had an array).
 use std::env;
 
 fn main() {
@@ -13,5 +15,12 @@ fn main() {
                 println!("cargo::rustc-cfg={cfg}=\"{value}\"");
             }
         }
+    }
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    println!("cargo::rustc-check-cfg=cfg(ngx_cookie_list)");
+    let version: u64 =
+        env::var("DEP_NGINX_VERSION_NUMBER").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if version >= 1_023_000 {
+        println!("cargo::rustc-cfg=ngx_cookie_list");
     }
 }

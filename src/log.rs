@@ -3,7 +3,7 @@
 //!
 //! Never log a key, a whole cookie or a whole token: log reasons, key ids and addresses.
 
-use nginx_sys::ngx_log_t;
+use nginx_sys::{ngx_conf_t, ngx_cycle_t, ngx_event_t, ngx_log_t};
 
 /// Anything that carries an nginx log.
 pub trait AsLogPtr {
@@ -16,26 +16,37 @@ impl AsLogPtr for *mut ngx_log_t {
     }
 }
 
-impl AsLogPtr for nginx_sys::ngx_conf_t {
+impl AsLogPtr for ngx_conf_t {
     fn as_log_ptr(&self) -> *mut ngx_log_t {
         self.log
     }
 }
 
-impl AsLogPtr for nginx_sys::ngx_http_request_t {
+impl AsLogPtr for ngx_cycle_t {
     fn as_log_ptr(&self) -> *mut ngx_log_t {
-        // SAFETY: a live request always has a live connection with a log.
-        unsafe { (*self.connection).log }
+        self.log
     }
 }
 
-impl<T: AsLogPtr> AsLogPtr for &T {
+impl AsLogPtr for ngx_event_t {
+    fn as_log_ptr(&self) -> *mut ngx_log_t {
+        self.log
+    }
+}
+
+impl AsLogPtr for ::ngx::http::Request {
+    fn as_log_ptr(&self) -> *mut ngx_log_t {
+        self.log()
+    }
+}
+
+impl<T: AsLogPtr + ?Sized> AsLogPtr for &T {
     fn as_log_ptr(&self) -> *mut ngx_log_t {
         T::as_log_ptr(self)
     }
 }
 
-impl<T: AsLogPtr> AsLogPtr for &mut T {
+impl<T: AsLogPtr + ?Sized> AsLogPtr for &mut T {
     fn as_log_ptr(&self) -> *mut ngx_log_t {
         T::as_log_ptr(self)
     }
@@ -48,17 +59,13 @@ pub fn as_log_ptr(x: impl AsLogPtr) -> *mut ngx_log_t {
 
 macro_rules! log_at {
     ( $level:expr, $log:expr, $($arg:tt)+ ) => {{
-        ngx::ngx_log_error!(
+        ::ngx::ngx_log_error!(
             $level,
             $crate::log::as_log_ptr(&$log),
             "gpt_auth: {}",
             format_args!($($arg)+)
         );
     }};
-}
-
-macro_rules! emerg {
-    ( $log:expr, $($arg:tt)+ ) => { log_at!(nginx_sys::NGX_LOG_EMERG, $log, $($arg)+) };
 }
 
 macro_rules! alert {
@@ -84,8 +91,8 @@ macro_rules! info {
 /// Debug trace (only with an nginx built `--with-debug` and `error_log ... debug`).
 macro_rules! debug {
     ( $log:expr, $($arg:tt)+ ) => {{
-        ngx::ngx_log_debug!(
-            mask: ngx::log::DebugMask::Http,
+        ::ngx::ngx_log_debug!(
+            mask: ::ngx::log::DebugMask::Http,
             $crate::log::as_log_ptr(&$log),
             "gpt_auth: {}",
             format_args!($($arg)+)
@@ -93,19 +100,21 @@ macro_rules! debug {
     }};
 }
 
-/// Logs with the configuration file and line appended, for directive errors.
-macro_rules! conf_emerg {
-    ( $cf:expr, $($arg:tt)+ ) => {{
-        let cf: *mut nginx_sys::ngx_conf_t = $cf;
-        ngx::ngx_conf_log_error!(nginx_sys::NGX_LOG_EMERG, cf, $($arg)+);
-    }};
-}
-
-/// An I/O error as nginx words them: the system's message, without Rust's "(os error N)".
-pub fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
+/// The panic hook installed at worker start: one `[alert]` line saying what and where (the
+/// entry point that caught the panic then answers 500 or the like).
+pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+    let log = ::ngx::log::ngx_cycle_log().as_ptr();
+    let what = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    let place = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+    alert!(
+        log,
+        "internal error (Rust panic, request answered with 500): {} at {}",
+        what.replace('\n', " "),
+        place
+    );
 }

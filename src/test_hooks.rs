@@ -3,13 +3,14 @@
 //! so the suite can prove that a panic never unwinds into nginx (the request gets a 500 and the
 //! worker lives on).
 
-use nginx_sys::ngx_http_request_t;
+use ngx::http::Request;
 
-use crate::ngx_ext::request_headers;
+use crate::ngx::RequestExt;
 
 /// Panics if the request asks for a panic at `place`.
-pub fn maybe_panic(r: &ngx_http_request_t, place: &str) {
-    let asked = request_headers(r)
+pub fn maybe_panic(r: &Request, place: &str) {
+    let asked = r
+        .headers()
         .any(|(name, value)| name == b"x-gpt-auth-test-panic" && value == place.as_bytes());
     if asked {
         panic!("test panic at {place}");

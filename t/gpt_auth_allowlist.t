@@ -202,7 +202,7 @@ like($log, qr/\[notice\].*gpt_auth: allowlist "[^"]*gpt4\.allow" re-read: 2 entr
 	'notice on re-read');
 like($log, qr/\[error\].*gpt_auth: allowlist "[^"]*gpt4\.allow": line 2: an entry must not contain spaces; keeping the last good list \(1 entries\)/,
 	'error for a broken file names the line');
-like($log, qr/\[error\].*gpt_auth: allowlist "[^"]*gpt4\.allow": No such file or directory; keeping the last good list \(1 entries\)/,
+like($log, qr/\[error\].*gpt_auth: allowlist "[^"]*gpt4\.allow" \(2: No such file or directory\); keeping the last good list \(1 entries\)/,
 	'error for a deleted file');
 my @broken = ($log =~ /line 2: an entry must not contain spaces/g);
 is(scalar @broken, 1, 'a broken file is reported once, not every second');

@@ -175,7 +175,7 @@ sub per_worker {
 
 for my $c ([ 'broken version 1', qr/allowlist "\Q$LIST\E": line 2: an entry must not contain spaces; keeping the last good list \(2 entries\)/ ],
 	[ 'broken version 2', qr/allowlist "\Q$LIST\E": line 3: invalid domain after '\@'; keeping the last good list \(2 entries\)/ ],
-	[ 'deleted file', qr/allowlist "\Q$LIST\E": No such file or directory; keeping the last good list \(2 entries\)/ ]) {
+	[ 'deleted file', qr/allowlist "\Q$LIST\E" \(2: No such file or directory\); keeping the last good list \(2 entries\)/ ]) {
 	my ($name, $re) = @$c;
 	my $n = per_worker($re);
 	ok(keys %$n >= 1, "$name: an [error] logged (" . scalar(keys %$n) . ' workers)');
@@ -225,7 +225,7 @@ SKIP: {
 	is(code('alice@example.com') . ' ' . code('erin@example.com'), '200 200',
 		'made unreadable: the last good list stays in force');
 	$log = log_since($t, $mark);
-	like($log, qr/\[error\].*gpt_auth: allowlist "\Q$LIST\E": Permission denied; keeping the last good list/,
+	like($log, qr/\[error\].*gpt_auth: allowlist "\Q$LIST\E" \(13: Permission denied\); keeping the last good list/,
 		'made unreadable: an [error] is logged');
 
 	# changed while unreadable (root writes it; the mode stays 000)
@@ -237,7 +237,7 @@ SKIP: {
 		. code('erin@example.com'), '200 403 200',
 		'changed while unreadable: the last good list stays in force');
 	$log = log_since($t, $mark);
-	my $n = per_worker(qr/allowlist "\Q$LIST\E": Permission denied; keeping the last good list \(2 entries\)/);
+	my $n = per_worker(qr/allowlist "\Q$LIST\E" \(13: Permission denied\); keeping the last good list \(2 entries\)/);
 	ok(keys %$n >= 1, 'changed while unreadable: an [error] logged');
 	is(join(',', grep { $n->{$_} != 1 } keys %$n), '', '... once per worker');
 
@@ -261,7 +261,7 @@ SKIP: {
 	# (the request first: a new worker answers it only after its start-up, which logs the warning)
 	is(code('gina@example.com'), 200, 'reload while unreadable: the list read by the master applies');
 	$log = log_since($t, $mark);
-	like($log, qr/\[warn\].*gpt_auth: allowlist "\Q$LIST\E" is not readable by the worker process \(Permission denied\)/,
+	like($log, qr/\[warn\].*gpt_auth: allowlist "\Q$LIST\E" is not readable by the worker process \(13: Permission denied\)/,
 		'reload while unreadable: the workers warn at start');
 	chmod 0644, $LIST;
 	$t->write_file('team.allow', "alice\@example.com\n");

@@ -650,7 +650,7 @@ like($log, qr/\[error\] .*gpt_auth: quota overrides "\S+quota\.overrides": line 
 	'error for a broken file names the line');
 my @broken = ($log =~ /"day=lots": expected a number/g);
 is(scalar @broken, 1, 'a broken file is reported once');
-like($log, qr/\[error\] .*gpt_auth: quota overrides "\S+quota\.overrides": No such file or directory; keeping the last good list \(1 entries\)/,
+like($log, qr/\[error\] .*gpt_auth: quota overrides "\S+quota\.overrides" \(2: No such file or directory\); keeping the last good list \(1 entries\)/,
 	'error for a deleted file');
 
 ###############################################################################

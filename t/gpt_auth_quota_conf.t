@@ -97,7 +97,7 @@ my @cases = (
 		qr/"gpt_auth_quota" directive invalid parameter "off"/],
 	['quota: missing overrides file', $zone,
 		'gpt_auth_quota zone=chat day=1 overrides=none.overrides;',
-		qr/"gpt_auth_quota" directive quota overrides "\S+none\.overrides": No such file or directory/],
+		qr/"gpt_auth_quota" directive quota overrides "\S+none\.overrides" \(2: No such file or directory\)/],
 	['quota: broken overrides file', $zone,
 		'gpt_auth_quota zone=chat day=1 overrides=bad.overrides;',
 		qr/"gpt_auth_quota" directive quota overrides "\S+bad\.overrides": line 2: "hour": expected day or month/],

@@ -287,9 +287,9 @@ is(used('/kept/x', $alice), '200 1/1', 'state file is a directory: counting work
 sleep(1.5);
 $t->stop();
 $l = log_since($t, $log);
-like($l, qr/\[error\] .*gpt_auth_quota_zone "kept": state "\Q$dir\E\/kept\.quota": Is a directory/,
+like($l, qr/\[error\] .*gpt_auth_quota_zone "kept": state "\Q$dir\E\/kept\.quota" \(21: Is a directory\)/,
 	'unreadable at start: error');
-like($l, qr/\[error\] .*gpt_auth_quota_zone "kept": cannot write state "\Q$dir\E\/kept\.quota": Is a directory/,
+like($l, qr/\[error\] .*gpt_auth_quota_zone "kept": cannot write state "\Q$dir\E\/kept\.quota" \(21: Is a directory\)/,
 	'cannot write: error');
 
 ###############################################################################

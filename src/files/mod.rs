@@ -14,7 +14,29 @@ use gpt_auth_core::allowlist::Allowlist;
 use gpt_auth_core::quota::Overrides;
 use nginx_sys::ngx_log_t;
 
-use crate::log::io_reason;
+use crate::ngx::conf::io_reason;
+use crate::ngx::ConfError;
+
+/// Why a watched file could not be taken in. `Display` names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{what} \"{path}\" {}", io_reason(.source))]
+    Io { what: &'static str, path: String, source: std::io::Error },
+    #[error("{what} \"{path}\" changed while being read")]
+    Changed { what: &'static str, path: String },
+    #[error("{what} \"{path}\": not valid UTF-8 text")]
+    NotText { what: &'static str, path: String },
+    #[error("{what} \"{path}\": {reason}")]
+    Invalid { what: &'static str, path: String, reason: String },
+    #[error("{what} \"{path}\" has no entries")]
+    Empty { what: &'static str, path: String },
+}
+
+impl From<FileError> for ConfError {
+    fn from(e: FileError) -> ConfError {
+        ConfError::Invalid(e.to_string())
+    }
+}
 
 /// A file format that can be watched.
 pub trait Parse: Sized {
@@ -102,7 +124,7 @@ pub type WatchedAllowlist = Watched<Allowlist>;
 
 impl<T: Parse> Watched<T> {
     /// Reads the file at configuration time; any problem is an error for `nginx -t`.
-    pub fn load(path: &str) -> Result<Watched<T>, String> {
+    pub fn load(path: &str) -> Result<Watched<T>, FileError> {
         let (value, sig) = read::<T>(path)?;
         Ok(Watched {
             path: path.to_owned(),
@@ -125,7 +147,7 @@ impl<T: Parse> Watched<T> {
         if let Err(e) = fs::File::open(&self.path) {
             warn!(
                 log,
-                "{} \"{}\" is not readable by the worker process ({}): changes to it will not \
+                "{} \"{}\" is not readable by the worker process {}: changes to it will not \
                  be picked up until the file is readable",
                 T::WHAT,
                 self.path,
@@ -148,7 +170,7 @@ impl<T: Parse> Watched<T> {
                     st.failing = Some(None);
                     error!(
                         log,
-                        "{} \"{}\": {}; keeping the last good list ({} entries)",
+                        "{} \"{}\" {}; keeping the last good list ({} entries)",
                         T::WHAT,
                         self.path,
                         io_reason(&e),
@@ -163,7 +185,7 @@ impl<T: Parse> Watched<T> {
         }
         let result = read::<T>(&self.path).and_then(|(value, read_sig)| {
             if T::REFUSE_EMPTY_REREAD && value.entries() == 0 {
-                return Err(format!("{} \"{}\" has no entries", T::WHAT, self.path));
+                return Err(FileError::Empty { what: T::WHAT, path: self.path.clone() });
             }
             Ok((value, read_sig))
         });
@@ -206,18 +228,22 @@ impl Watched<Allowlist> {
 
 /// Reads and parses the file; the signature is taken before reading and checked after, so a
 /// file caught in the middle of being rewritten is not taken as good.
-fn read<T: Parse>(path: &str) -> Result<(T, FileSig), String> {
+fn read<T: Parse>(path: &str) -> Result<(T, FileSig), FileError> {
     let what = T::WHAT;
-    let fail = |e: std::io::Error| format!("{what} \"{path}\": {}", io_reason(&e));
+    let fail = |source| FileError::Io { what, path: path.to_owned(), source };
     let before = fs::metadata(path).map_err(fail)?;
     let text = fs::read(path).map_err(fail)?;
     let after = fs::metadata(path).map_err(fail)?;
     let sig = FileSig::of(&before);
     if sig != FileSig::of(&after) {
-        return Err(format!("{what} \"{path}\" changed while being read"));
+        return Err(FileError::Changed { what, path: path.to_owned() });
     }
     let text =
-        String::from_utf8(text).map_err(|_| format!("{what} \"{path}\": not valid UTF-8 text"))?;
-    let value = T::parse(&text).map_err(|e| format!("{what} \"{path}\": {e}"))?;
+        String::from_utf8(text).map_err(|_| FileError::NotText { what, path: path.to_owned() })?;
+    let value = T::parse(&text).map_err(|reason| FileError::Invalid {
+        what,
+        path: path.to_owned(),
+        reason,
+    })?;
     Ok((value, sig))
 }

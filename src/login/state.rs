@@ -6,25 +6,22 @@
 use gpt_auth_core::cookie_header;
 use gpt_auth_core::set_cookie;
 use gpt_auth_core::state::{self, State};
-use nginx_sys::ngx_http_request_t;
+use ngx::http::Request;
 
 use crate::conf::LocConf;
-use crate::ngx_ext::{add_response_header, request_headers};
+use crate::ngx::response::add_header;
+use crate::ngx::RequestExt;
 
 /// At most this many logins in progress per browser (the oldest are dropped).
 pub const MAX_PENDING: usize = 3;
 
 /// The genuine, unexpired login states the request carries (newest first), and the names of
 /// state cookies that are expired, broken or forged.
-pub fn pending(
-    r: &ngx_http_request_t,
-    lcf: &LocConf,
-    now: u64,
-) -> (Vec<(String, State)>, Vec<String>) {
+pub fn pending(r: &Request, lcf: &LocConf, now: u64) -> (Vec<(String, State)>, Vec<String>) {
     let (mut good, mut stale) = (Vec::new(), Vec::new());
     let Some(keys) = &lcf.keys else { return (good, stale) };
     let prefix = format!("{}{}", lcf.cookie_name(), state::NAME_INFIX);
-    for (_, header) in request_headers(r).filter(|(h, _)| *h == b"cookie") {
+    for header in r.cookies() {
         for (name, value) in cookie_header::pairs(header) {
             if !name.starts_with(prefix.as_bytes()) {
                 continue;
@@ -42,7 +39,7 @@ pub fn pending(
 
 /// Clears every stale state cookie and all but the newest `keep` pending ones.
 pub fn prune(
-    r: &mut ngx_http_request_t,
+    r: &mut Request,
     lcf: &LocConf,
     pending: &[(String, State)],
     stale: &[String],
@@ -50,14 +47,14 @@ pub fn prune(
 ) -> Option<()> {
     let attrs = lcf.state_cookie_attrs(false);
     for name in stale.iter().chain(pending.iter().skip(keep).map(|(n, _)| n)) {
-        add_response_header(r, "Set-Cookie", set_cookie::clear(name, &attrs).as_bytes())?;
+        add_header(r, "Set-Cookie", set_cookie::clear(name, &attrs).as_bytes())?;
     }
     Some(())
 }
 
 /// Sets the state cookie of a new login, making room for it first.
 pub fn start(
-    r: &mut ngx_http_request_t,
+    r: &mut Request,
     lcf: &LocConf,
     st: &State,
     cross_site_post: bool,
@@ -70,13 +67,12 @@ pub fn start(
     let value = state::encode(keys.ring.signing_key(), &name, st).ok()?;
     let max_age = st.exp.saturating_sub(now);
     let attrs = lcf.state_cookie_attrs(cross_site_post);
-    add_response_header(r, "Set-Cookie", set_cookie::set(&name, &value, max_age, &attrs).as_bytes())
+    add_header(r, "Set-Cookie", set_cookie::set(&name, &value, max_age, &attrs).as_bytes())
         .map(|_| ())
 }
 
 /// Clears the state cookie of a finished login.
-pub fn finish(r: &mut ngx_http_request_t, lcf: &LocConf, cookie_name: &str) -> Option<()> {
+pub fn finish(r: &mut Request, lcf: &LocConf, cookie_name: &str) -> Option<()> {
     let attrs = lcf.state_cookie_attrs(false);
-    add_response_header(r, "Set-Cookie", set_cookie::clear(cookie_name, &attrs).as_bytes())
-        .map(|_| ())
+    add_header(r, "Set-Cookie", set_cookie::clear(cookie_name, &attrs).as_bytes()).map(|_| ())
 }

@@ -7,17 +7,21 @@
 //! Google's button script when Google Identity Services is enabled.
 
 use gpt_auth_core::html::{escape, render};
-use nginx_sys::{ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_ERROR};
+use nginx_sys::{ngx_int_t, ngx_uint_t, NGX_ERROR};
+use ngx::http::Request;
 
 use crate::conf::LocConf;
-use crate::ngx_ext::{complex_value, send_response, set_location};
+use crate::ngx::response::{send_response, set_location};
+use crate::ngx::RequestExt;
 
 pub const HTML: &str = "text/html; charset=utf-8";
 
-pub const DEFAULT_LOGIN: &str = include_str!("pages/login.html");
-pub const DEFAULT_NOT_ALLOWED: &str = include_str!("pages/not_allowed.html");
-pub const DEFAULT_ERROR: &str = include_str!("pages/error.html");
-pub const DEFAULT_QUOTA: &str = include_str!("pages/quota.html");
+pub const JSON: &str = "application/json";
+
+pub const DEFAULT_LOGIN: &str = include_str!("login.html");
+pub const DEFAULT_NOT_ALLOWED: &str = include_str!("not_allowed.html");
+pub const DEFAULT_ERROR: &str = include_str!("error.html");
+pub const DEFAULT_QUOTA: &str = include_str!("quota.html");
 
 /// The error pages of the login flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,15 +78,15 @@ impl Page {
 }
 
 /// The login URL of this location (evaluated), or `/`.
-pub fn login_url(r: &mut ngx_http_request_t, lcf: &LocConf) -> String {
+pub fn login_url(r: &Request, lcf: &LocConf) -> String {
     lcf.login_url()
-        .and_then(|cv| complex_value(r, cv))
+        .and_then(|cv| r.complex_value(cv))
         .map(|b| String::from_utf8_lossy(b).into_owned())
         .unwrap_or_else(|| "/".to_owned())
 }
 
 /// Sends an error page; returns the code to finalize with.
-pub fn error(r: &mut ngx_http_request_t, lcf: &LocConf, page: Page) -> ngx_int_t {
+pub fn error(r: &mut Request, lcf: &LocConf, page: Page) -> ngx_int_t {
     let (title, message) = page.text();
     let login = login_url(r, lcf);
     let status = page.status();
@@ -109,7 +113,7 @@ pub struct Switch<'a> {
 /// 403: signed in (at the provider, or with a session) but not allowed here. `switch` is set when
 /// the page ends a login, to offer signing in with another account.
 pub fn not_allowed(
-    r: &mut ngx_http_request_t,
+    r: &mut Request,
     lcf: &LocConf,
     email: &str,
     switch: Option<Switch<'_>>,
@@ -148,7 +152,7 @@ pub fn not_allowed(
 }
 
 /// 302 to `url` (absolute, or a path on this site), with a small page for old clients.
-pub fn redirect(r: &mut ngx_http_request_t, url: &str) -> ngx_int_t {
+pub fn redirect(r: &mut Request, url: &str) -> ngx_int_t {
     if set_location(r, url.as_bytes()).is_none() {
         return NGX_ERROR as ngx_int_t;
     }

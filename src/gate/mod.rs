@@ -1,0 +1,10 @@
+//! The gate: the access-phase check on every request to a location with `gpt_auth on` (a valid
+//! signed session, a user on the location's allowlist, a budget left), its answers, and the
+//! variables that tell who the user is. [`verdict`] decides, [`access`] answers,
+//! [`variables`] exposes.
+
+pub mod access;
+pub mod variables;
+pub mod verdict;
+
+pub use verdict::Outcome;

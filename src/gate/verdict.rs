@@ -1,0 +1,176 @@
+//! The decision for one request: is there a valid session, and may its user pass?
+//!
+//! Computed at most once per request and location (by the access handler, or earlier by a
+//! variable such as `limit_req_zone $gpt_auth_email` in the preaccess phase) and kept in the
+//! main request's module context, so subrequests see the main request's user. This is the
+//! per-request hot path: nothing here allocates on the heap.
+
+use core::ptr;
+
+use gpt_auth_core::session::SessionError;
+use gpt_auth_core::session_cache::Memo;
+use ngx::http::{HttpModule, HttpModuleLocationConf, Request};
+
+use crate::conf::LocConf;
+use crate::files::WatchedAllowlist;
+use crate::ngx::pool::{self, PoolStr};
+use crate::ngx::time::now;
+use crate::ngx::RequestExt;
+use crate::GptAuthModule;
+
+/// At most this many cookies with our name are tried per request (a client can send many).
+const MAX_CANDIDATES: usize = 8;
+
+/// Why a request passed or not; `$gpt_auth_result`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Missing,
+    Invalid,
+    Expired,
+    NotAllowed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Missing => "missing",
+            Outcome::Invalid => "invalid",
+            Outcome::Expired => "expired",
+            Outcome::NotAllowed => "not_allowed",
+        }
+    }
+}
+
+/// The decision for one request under one location configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    /// The configuration this was computed under (a `rewrite ... last` may change location).
+    lcf: *const LocConf,
+    pub outcome: Outcome,
+    /// The session's user, copied into the request pool (also set when not allowed, for the
+    /// refusal page and log).
+    email: Option<PoolStr>,
+    /// Why the (best) candidate cookie was refused.
+    pub error: Option<SessionError>,
+}
+
+impl Verdict {
+    /// The session's user (valid UTF-8: only verified addresses are stored).
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_ref().and_then(|e| core::str::from_utf8(e.as_bytes()).ok())
+    }
+
+    pub fn email_bytes(&self) -> Option<&[u8]> {
+        self.email.as_ref().map(PoolStr::as_bytes)
+    }
+
+    /// The user when they may pass; `$gpt_auth_email`.
+    pub fn allowed_email(&self) -> Option<&[u8]> {
+        self.email_bytes().filter(|_| self.outcome == Outcome::Allowed)
+    }
+}
+
+fn stored(r: &Request) -> Option<&Verdict> {
+    // SAFETY: this module's context slot only ever holds a Verdict (set below).
+    unsafe { pool::module_ctx::<Verdict>(r, GptAuthModule::module()) }
+}
+
+/// The verdict for `r` under `lcf`, computed at most once per request and location, and kept
+/// in the main request's context.
+pub fn verdict<'r>(r: &'r Request, lcf: &LocConf) -> Option<&'r Verdict> {
+    let main = r.main_request();
+    match stored(main) {
+        Some(v) if ptr::eq(v.lcf, lcf) => Some(v),
+        _ => {
+            let v = compute(main, lcf)?;
+            // SAFETY: as in `stored`: the slot's one type.
+            unsafe { pool::set_module_ctx(main, GptAuthModule::module(), v) }
+        }
+    }
+}
+
+/// The verdict already computed for this request, or one computed now if the current location
+/// can verify sessions; `None` when neither.
+pub fn current(r: &Request) -> Option<&Verdict> {
+    if let Some(v) = stored(r.main_request()) {
+        return Some(v);
+    }
+    let lcf = GptAuthModule::location_conf(r)?;
+    lcf.keys.as_ref()?;
+    verdict(r, lcf)
+}
+
+/// `None` only when out of memory.
+fn compute(r: &Request, lcf: &LocConf) -> Option<Verdict> {
+    let mut v = Verdict { lcf, outcome: Outcome::Missing, email: None, error: None };
+    let (Some(keys), Some(cookie)) = (&lcf.keys, &lcf.session_cookie) else { return Some(v) };
+    let now = now();
+    // Verified values are cached per worker and key file: a session's later requests skip the
+    // HMAC (see gpt_auth_core::session_cache).
+    let Ok(mut cache) = keys.cache.try_borrow_mut() else { return Some(v) };
+    let mut tried = 0;
+    for header in r.cookies() {
+        let mut from = 0;
+        while let Some((candidate, next)) = cookie.finder.next_value(header, from) {
+            from = next;
+            tried += 1;
+            match cache.decode(&keys.ring, &cookie.name, candidate, now, lcf.max_age()) {
+                Ok(verified) => {
+                    let email = verified.email.as_bytes();
+                    debug!(
+                        r,
+                        "session of \"{}\" valid until {}",
+                        verified.email.as_str(),
+                        verified.exp
+                    );
+                    v.outcome = match lcf.allowlist() {
+                        Some(list) if !allowed(r, list, email, verified.memo, now) => {
+                            Outcome::NotAllowed
+                        }
+                        _ => Outcome::Allowed,
+                    };
+                    v.email = Some(PoolStr::copy(r, email)?);
+                    v.error = None;
+                    return Some(v);
+                }
+                Err(e) => {
+                    debug!(r, "session cookie candidate {} refused: {}", tried, e);
+                    // Report an expired (genuine) cookie over a broken one.
+                    if v.error.is_none_or(|prev| e.is_expired() && !prev.is_expired()) {
+                        v.error = Some(e);
+                        v.outcome =
+                            if e.is_expired() { Outcome::Expired } else { Outcome::Invalid };
+                    }
+                }
+            }
+            if tried >= MAX_CANDIDATES {
+                return Some(v);
+            }
+        }
+    }
+    Some(v)
+}
+
+/// The allowlist's answer for a verified session, remembered with the session in the cache for
+/// as long as the list (this file, this version) stays the same.
+fn allowed(
+    r: &Request,
+    list: &WatchedAllowlist,
+    email: &[u8],
+    memo: Option<&mut Option<Memo>>,
+    now: u64,
+) -> bool {
+    let log = r.log_ptr();
+    let (id, version) = list.version(now, log);
+    match memo {
+        Some(Some(m)) if m.list == id && m.version == version => m.allowed,
+        Some(slot) => {
+            let allowed = list.allows(email, now, log);
+            *slot = Some(Memo { list: id, version, allowed });
+            allowed
+        }
+        None => list.allows(email, now, log),
+    }
+}

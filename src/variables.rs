@@ -1,0 +1,47 @@
+//! The variable table: every variable of the module and its getter.
+//!
+//! - `$gpt_auth_email`, `$gpt_auth_result`: who is signed in ([`crate::gate::variables`]);
+//! - `$gpt_auth_quota_day_used`, `..._day_remaining`, `..._month_used`, `..._month_remaining`:
+//!   the budget after this request was charged (`unlimited` without a limit; empty when the
+//!   request was not charged) ([`crate::quota::charge`]);
+//! - `$gpt_auth_fetch_*`: an outbound request of the login flow, inside the module's own fetch
+//!   subrequests only (see nginx-conf/gpt_auth_fetch.conf) ([`crate::login::fetch`]).
+
+use nginx_sys::{ngx_http_variable_t, ngx_str_t, ngx_uint_t, NGX_HTTP_VAR_NOCACHEABLE};
+use ngx::ngx_string;
+
+use crate::gate::variables as gate;
+use crate::login::fetch;
+use crate::quota::charge as quota;
+
+type Getter = unsafe extern "C" fn(
+    *mut nginx_sys::ngx_http_request_t,
+    *mut nginx_sys::ngx_variable_value_t,
+    usize,
+) -> nginx_sys::ngx_int_t;
+
+const fn variable(name: ngx_str_t, get: Getter) -> ngx_http_variable_t {
+    ngx_http_variable_t {
+        name,
+        set_handler: None,
+        get_handler: Some(get),
+        data: 0,
+        flags: NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t,
+        index: 0,
+    }
+}
+
+/// The table, registered in `preconfiguration` (nginx copies what it keeps).
+pub const VARIABLES: [ngx_http_variable_t; 11] = [
+    variable(ngx_string!("gpt_auth_email"), gate::email),
+    variable(ngx_string!("gpt_auth_result"), gate::result),
+    variable(ngx_string!("gpt_auth_fetch_url"), fetch::var_url),
+    variable(ngx_string!("gpt_auth_fetch_method"), fetch::var_method),
+    variable(ngx_string!("gpt_auth_fetch_body"), fetch::var_body),
+    variable(ngx_string!("gpt_auth_fetch_content_type"), fetch::var_content_type),
+    variable(ngx_string!("gpt_auth_fetch_authorization"), fetch::var_authorization),
+    variable(ngx_string!("gpt_auth_quota_day_used"), quota::day_used),
+    variable(ngx_string!("gpt_auth_quota_day_remaining"), quota::day_remaining),
+    variable(ngx_string!("gpt_auth_quota_month_used"), quota::month_used),
+    variable(ngx_string!("gpt_auth_quota_month_remaining"), quota::month_remaining),
+];
