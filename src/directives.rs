@@ -56,7 +56,7 @@ const fn http(name: &'static core::ffi::CStr, args: u32, set: DirectiveHandler) 
     command(name, NGX_HTTP_MAIN_CONF | args, set, NGX_HTTP_MAIN_CONF_OFFSET, 0)
 }
 
-pub static mut COMMANDS: [ngx_command_t; 25] = [
+pub static mut COMMANDS: [ngx_command_t; 26] = [
     any_level(c"gpt_auth", NGX_CONF_FLAG, general::enable),
     any_level(c"gpt_auth_key_file", NGX_CONF_TAKE1, general::key_file),
     any_level(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, general::cookie_name),
@@ -69,6 +69,12 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
         NGX_CONF_FLAG,
         nginx_sys::ngx_conf_set_flag_slot,
         offset_of!(LocConf, cookie_secure),
+    ),
+    any_level_slot(
+        c"gpt_auth_cache_control",
+        NGX_CONF_FLAG,
+        nginx_sys::ngx_conf_set_flag_slot,
+        offset_of!(LocConf, cache_control),
     ),
     any_level_slot(
         c"gpt_auth_login_url",

@@ -102,8 +102,9 @@ ngx_entry! {
 }
 
 ngx_entry! {
-    /// Registers the access-phase handler.
+    /// Registers the access-phase handler and the header filter.
     conf_hook fn postconfiguration(cf) {
+        crate::ngx::filter::install_header_filter(gate::cache::cache_control_filter);
         add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, gate::access::access_handler)
     }
 }

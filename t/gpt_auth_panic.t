@@ -76,6 +76,11 @@ http {
         location = /login {
             gpt_auth_login p;
         }
+
+        location = /_gpt_auth_fetch {
+            internal;
+            proxy_pass \$gpt_auth_fetch_url;
+        }
     }
 }
 

@@ -66,6 +66,12 @@ http {
         gpt_auth_return_hosts app.other.test .partner.test 10.1.2.3 [::1];
         gpt_auth_default_return_url https://www.example.test/home;
 
+        # The callback's token exchange would fetch through it (never reached here).
+        location = /_gpt_auth_fetch {
+            internal;
+            proxy_pass $gpt_auth_fetch_url;
+        }
+
         location = /login {
             gpt_auth_login corp;
         }

@@ -178,9 +178,18 @@ ngx_entry! {
         if !lcf.login_url.is_unset() {
             return Err(ConfError::Duplicate);
         }
-        if value(cf) == b"off" {
+        let v = value(cf);
+        if v == b"off" {
             lcf.login_url = ComplexValueSlot::OFF;
             return Ok(());
+        }
+        // A relative URL (`auth.example.com/login`) would make the redirect relative to the
+        // protected site: a loop. One that starts with a variable is checked when evaluated.
+        if !v.starts_with(b"$") && !url_like(&String::from_utf8_lossy(&v)) {
+            return Err(ConfError::invalid(format_args!(
+                "invalid URL \"{}\" (an absolute http(s) URL or a path starting with \"/\")",
+                lossy(&v)
+            )));
         }
         ComplexValueSlot::compile(cf, cmd, lcf)
     }
@@ -204,6 +213,7 @@ ngx_entry! {
             return Ok(());
         }
         let list = Rc::new(WatchedAllowlist::load(&path)?);
+        crate::files::warn_if_unreadable_by_workers(cf, "allowlist", &path);
         mcf.allowlists.push(list.clone());
         lcf.allowlist = Some(Some(list));
         Ok(())

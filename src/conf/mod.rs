@@ -110,6 +110,8 @@ pub struct LocConf {
     pub cookie_max_age: Option<u64>,
     pub cookie_samesite: Option<SameSite>,
     pub cookie_secure: ngx_flag_t,
+    /// `gpt_auth_cache_control on | off` (nginx's flag slot).
+    pub cache_control: ngx_flag_t,
     /// Filled by nginx's complex-value slot setter.
     pub login_url: ComplexValueSlot,
     /// `Some(None)` for `off`.
@@ -144,6 +146,7 @@ impl Default for LocConf {
             cookie_max_age: None,
             cookie_samesite: None,
             cookie_secure: FLAG_UNSET,
+            cache_control: FLAG_UNSET,
             login_url: ComplexValueSlot::UNSET,
             allowlist: None,
             logout_url: None,
@@ -196,6 +199,7 @@ impl LocConf {
         inherit(&mut self.cookie_max_age, &prev.cookie_max_age);
         inherit(&mut self.cookie_samesite, &prev.cookie_samesite);
         inherit_flag(&mut self.cookie_secure, prev.cookie_secure, true);
+        inherit_flag(&mut self.cache_control, prev.cache_control, true);
         if self.login_url.is_unset() {
             self.login_url =
                 if prev.login_url.is_unset() { ComplexValueSlot::OFF } else { prev.login_url };

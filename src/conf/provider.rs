@@ -112,6 +112,36 @@ impl Provider {
     pub fn code_flow(&self) -> bool {
         self.client_secret.is_some()
     }
+
+    /// Whether a login with this provider makes fetch subrequests: the token exchange of a code
+    /// flow, the key set (unless `jwks_file`), discovery (unless every endpoint is configured).
+    pub fn needs_fetches(&self) -> bool {
+        self.code_flow() || self.jwks_file.is_none()
+    }
+
+    /// The host names (not IP addresses) the module will fetch from, as far as the
+    /// configuration tells (discovery may name more).
+    pub fn fetched_host_names(&self) -> Vec<&str> {
+        let mut urls = vec![self.issuer.as_str()];
+        urls.extend(self.token_endpoint.as_deref());
+        urls.extend(self.jwks_uri.as_deref());
+        let mut hosts: Vec<&str> = urls.into_iter().filter_map(host_name).collect();
+        hosts.dedup();
+        hosts
+    }
+}
+
+/// The host of an absolute http(s) URL when it is a name, not an IP literal.
+fn host_name(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.starts_with('[') {
+        return None; // IPv6 literal
+    }
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let ipv4 = host.split('.').count() == 4 && host.split('.').all(|p| p.parse::<u8>().is_ok());
+    (!ipv4 && !host.is_empty()).then_some(host)
 }
 
 /// The block while it is parsed: the provider, and the fields nginx's slot setters fill.

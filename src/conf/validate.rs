@@ -4,9 +4,10 @@
 use nginx_sys::ngx_conf_t;
 
 use super::{Handler, LocConf, MainConf};
+use crate::ngx::conf::server_locations;
 use crate::ngx::ConfError;
 
-pub fn location(lcf: &mut LocConf, _cf: &ngx_conf_t, main: &MainConf) -> Result<(), ConfError> {
+pub fn location(lcf: &mut LocConf, cf: &ngx_conf_t, main: &MainConf) -> Result<(), ConfError> {
     if lcf.enabled() && lcf.keys.is_none() {
         return Err(ConfError::invalid(format_args!(
             "\"gpt_auth on\" in {} needs \"gpt_auth_key_file\" (at the same or an enclosing \
@@ -15,7 +16,59 @@ pub fn location(lcf: &mut LocConf, _cf: &ngx_conf_t, main: &MainConf) -> Result<
         )));
     }
     resolve_quota_zone(lcf, main)?;
-    content_handler(lcf, main)
+    content_handler(lcf, main)?;
+    fetch_location(lcf, cf, main)
+}
+
+/// A login or callback location whose providers fetch (discovery, keys, token exchange) needs
+/// the internal fetch location in its server (the snippet nginx-conf/gpt_auth_fetch.conf);
+/// without it the fetches would fall into another location (often `location /`, the
+/// application) and every sign-in would fail with a misleading error. Host names need a
+/// `resolver` there: without one nginx answers 502 at once.
+fn fetch_location(lcf: &LocConf, cf: &ngx_conf_t, main: &MainConf) -> Result<(), ConfError> {
+    let providers = match &lcf.handler {
+        Handler::Login(_) => &lcf.login_providers,
+        Handler::Callback => &main.providers,
+        _ => return Ok(()),
+    };
+    let mut locations = None;
+    for p in providers.iter().filter(|p| p.needs_fetches()) {
+        let locations = locations.get_or_insert_with(|| server_locations(cf));
+        let Some(l) = locations.iter().find(|l| l.name == p.fetch_location) else {
+            return Err(ConfError::invalid(format_args!(
+                "\"{}\" in {}: provider \"{}\" fetches through the internal location \"{}\", \
+                 which this server does not have; add \"include \
+                 /etc/nginx/snippets/gpt_auth_fetch.conf;\" to the server block (the file is \
+                 nginx-conf/gpt_auth_fetch.conf, installed by \"make install\")",
+                lcf.handler.directive(),
+                lcf.handler_source,
+                p.name,
+                p.fetch_location
+            )));
+        };
+        if !l.internal {
+            warn!(
+                cf,
+                "location \"{}\" (fetches of provider \"{}\") is not \"internal\": clients \
+                 can request it directly",
+                l.name,
+                p.name
+            );
+        }
+        let names = p.fetched_host_names();
+        if !l.resolver && !names.is_empty() {
+            warn!(
+                cf,
+                "provider \"{}\" is reached by host name (\"{}\") but no \"resolver\" applies \
+                 to location \"{}\": every sign-in will fail with 502; add a resolver (see \
+                 README, \"Choosing the resolver\")",
+                p.name,
+                names.join("\", \""),
+                l.name
+            );
+        }
+    }
+    Ok(())
 }
 
 fn resolve_quota_zone(lcf: &LocConf, main: &MainConf) -> Result<(), ConfError> {

@@ -247,3 +247,57 @@ fn read<T: Parse>(path: &str) -> Result<(T, FileSig), FileError> {
     })?;
     Ok((value, sig))
 }
+
+/// Whether the user `uid` (primary group `gid`) can read `path`: the file's own permission
+/// bits and search permission on every directory above it (supplementary groups are not
+/// considered). `Err` names the first obstacle.
+pub fn readable_by(path: &str, uid: u32, gid: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if uid == 0 {
+        return Ok(());
+    }
+    let allows = |meta: &fs::Metadata, bits: u32| {
+        let mode = meta.permissions().mode();
+        if meta.uid() == uid {
+            mode & (bits << 6) != 0
+        } else if meta.gid() == gid {
+            mode & (bits << 3) != 0
+        } else {
+            mode & bits != 0
+        }
+    };
+    let p = std::path::Path::new(path);
+    for dir in p.ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()) {
+        let meta = fs::metadata(dir).map_err(|e| io_reason(&e))?;
+        if !allows(&meta, 0o1) {
+            return Err(format!("directory \"{}\" is not searchable for it", dir.display()));
+        }
+    }
+    let meta = fs::metadata(p).map_err(|e| io_reason(&e))?;
+    if !allows(&meta, 0o4) {
+        return Err(format!(
+            "mode {:o}, owner {}:{}",
+            meta.permissions().mode() & 0o777,
+            meta.uid(),
+            meta.gid()
+        ));
+    }
+    Ok(())
+}
+
+/// At `nginx -t`: warns when the workers will not be able to re-read a watched file (they
+/// would keep the version read now and never see a change).
+pub fn warn_if_unreadable_by_workers(cf: &nginx_sys::ngx_conf_t, what: &str, path: &str) {
+    let Some((uid, gid)) = crate::ngx::conf::worker_user(cf) else { return };
+    if let Err(why) = readable_by(path, uid, gid) {
+        warn!(
+            cf,
+            "{} \"{}\" is not readable by the worker user (uid {}): {}; workers will not pick \
+             up changes to it until it is",
+            what,
+            path,
+            uid,
+            why
+        );
+    }
+}

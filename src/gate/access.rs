@@ -1,18 +1,21 @@
 //! The access-phase handler and its answers: pass (and charge the budget), send a browser to
 //! the login page, 401 for everything else, 403 for a user the location does not allow.
 
+use gpt_auth_core::json::quote;
+use gpt_auth_core::log_safe::log_safe;
 use gpt_auth_core::url::with_query_param;
 use nginx_sys::{
-    ngx_int_t, NGX_DECLINED, NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_MOVED_TEMPORARILY,
+    ngx_int_t, ngx_uint_t, NGX_DECLINED, NGX_ERROR, NGX_HTTP_FORBIDDEN, NGX_HTTP_MOVED_TEMPORARILY,
     NGX_HTTP_UNAUTHORIZED, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, Request};
 
 use super::verdict::{verdict, Outcome};
 use crate::conf::LocConf;
-use crate::ngx::response::{answer_from_phase, set_location};
+use crate::ngx::response::{add_header, answer_from_phase, send_response, set_location};
 use crate::ngx::RequestExt;
-use crate::{pages, quota, GptAuthModule};
+use crate::pages::{self, JSON};
+use crate::{quota, GptAuthModule};
 
 ngx_entry! {
     /// The access-phase handler (registered in `postconfiguration`).
@@ -28,7 +31,7 @@ ngx_entry! {
     }
 }
 
-fn check(r: &mut Request, lcf: &LocConf) -> ngx_int_t {
+fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
     let Some(v) = verdict(r, lcf) else { return NGX_ERROR as ngx_int_t };
     let name = lcf.cookie_name();
     match v.outcome {
@@ -50,34 +53,83 @@ fn check(r: &mut Request, lcf: &LocConf) -> ngx_int_t {
         }
         Outcome::Missing => {
             info!(r, "access refused: no session cookie \"{}\"", name);
-            unauthenticated(r, lcf)
+            unauthenticated(r, lcf, Outcome::Missing)
         }
         Outcome::Invalid | Outcome::Expired => {
             let why = v.error.map(|e| e.to_string()).unwrap_or_default();
             info!(r, "access refused: session cookie \"{}\": {}", name, why);
-            unauthenticated(r, lcf)
+            unauthenticated(r, lcf, v.outcome)
         }
     }
 }
 
 /// No valid session: browsers go to the login page, everything else gets 401.
-fn unauthenticated(r: &mut Request, lcf: &LocConf) -> ngx_int_t {
-    let Some(cv) = lcf.login_url() else { return NGX_HTTP_UNAUTHORIZED as ngx_int_t };
-    if !r.is_navigation() {
-        return NGX_HTTP_UNAUTHORIZED as ngx_int_t;
+fn unauthenticated(r: &mut Request, lcf: &LocConf, outcome: Outcome) -> ngx_int_t {
+    let login = lcf
+        .login_url()
+        .and_then(|cv| r.complex_value(cv))
+        .map(|b| String::from_utf8_lossy(b).into_owned());
+    let login = login.filter(|l| {
+        // Control characters (from `$uri`, say) are fine: set_location encodes them.
+        let lower = l.get(..8).unwrap_or(l).to_ascii_lowercase();
+        let ok =
+            l.starts_with('/') || lower.starts_with("https://") || lower.starts_with("http://");
+        if !ok {
+            error!(
+                r,
+                "gpt_auth_login_url evaluated to \"{}\", not an absolute http(s) URL or a path: \
+                 answering 401 instead of redirecting",
+                log_safe(l, 200)
+            );
+        }
+        ok
+    });
+    match login {
+        Some(login) if r.is_navigation() => to_login(r, &login),
+        login => unauthorized(r, outcome, login.as_deref()),
     }
-    let Some(login) = r.complex_value(cv).map(|b| String::from_utf8_lossy(b).into_owned()) else {
-        return NGX_ERROR as ngx_int_t;
-    };
-    let mut back = Vec::with_capacity(256);
-    back.extend_from_slice(if r.is_https() { b"https://" } else { b"http://" });
-    back.extend_from_slice(r.host());
-    back.extend_from_slice(r.unparsed_uri().as_bytes());
-    let location = with_query_param(&login, "rd", &back);
+}
+
+/// `$scheme://$http_host$request_uri`: where to come back to after a login.
+fn this_url(r: &Request) -> Vec<u8> {
+    let mut url = Vec::with_capacity(256);
+    url.extend_from_slice(if r.is_https() { b"https://" } else { b"http://" });
+    url.extend_from_slice(r.host());
+    url.extend_from_slice(r.unparsed_uri().as_bytes());
+    url
+}
+
+fn to_login(r: &mut Request, login: &str) -> ngx_int_t {
+    let location = with_query_param(login, "rd", &this_url(r));
     if set_location(r, location.as_bytes()).is_none() {
         return NGX_ERROR as ngx_int_t;
     }
     NGX_HTTP_MOVED_TEMPORARILY as ngx_int_t
+}
+
+/// 401 for API clients, XHR and other non-navigations: a `WWW-Authenticate` challenge (RFC
+/// 6750's form, with `error="invalid_token"` when a session cookie was presented but refused)
+/// and a small JSON body, unless the operator configured an `error_page 401`.
+fn unauthorized(r: &mut Request, outcome: Outcome, login: Option<&str>) -> ngx_int_t {
+    let challenge: &[u8] = match outcome {
+        Outcome::Invalid | Outcome::Expired => {
+            b"Bearer realm=\"gpt_auth\", error=\"invalid_token\""
+        }
+        _ => b"Bearer realm=\"gpt_auth\"",
+    };
+    if add_header(r, "WWW-Authenticate", challenge).is_none() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    if r.has_error_page(NGX_HTTP_UNAUTHORIZED as _) {
+        return NGX_HTTP_UNAUTHORIZED as ngx_int_t;
+    }
+    let login = login.map(|l| format!(",\"login_url\":{}", quote(l))).unwrap_or_default();
+    let body = format!(
+        "{{\"error\":\"unauthenticated\",\"reason\":\"{}\",\"message\":\"sign in first\"{login}}}\n",
+        outcome.as_str()
+    );
+    let rc = send_response(r, NGX_HTTP_UNAUTHORIZED as ngx_uint_t, JSON, body.as_bytes());
+    answer_from_phase(r, rc)
 }
 
 /// A signed-in user who may not pass: 403 with a page saying who they are (unless the operator
@@ -86,6 +138,8 @@ fn not_allowed(r: &mut Request, lcf: &LocConf, email: &str) -> ngx_int_t {
     if r.has_error_page(NGX_HTTP_FORBIDDEN as _) {
         return NGX_HTTP_FORBIDDEN as ngx_int_t;
     }
-    let rc = pages::not_allowed(r, lcf, email, None);
+    let url = this_url(r);
+    let url = String::from_utf8_lossy(&url).into_owned();
+    let rc = pages::not_allowed(r, lcf, email, pages::Refused::Here(&url));
     answer_from_phase(r, rc)
 }

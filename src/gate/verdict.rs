@@ -47,7 +47,7 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub struct Verdict {
     /// The configuration this was computed under (a `rewrite ... last` may change location).
-    lcf: *const LocConf,
+    lcf: &'static LocConf,
     pub outcome: Outcome,
     /// The session's user, copied into the request pool (also set when not allowed, for the
     /// refusal page and log).
@@ -57,6 +57,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The location configuration it was computed under.
+    pub fn location(&self) -> &'static LocConf {
+        self.lcf
+    }
+
     /// The session's user (valid UTF-8: only verified addresses are stored).
     pub fn email(&self) -> Option<&str> {
         self.email.as_ref().and_then(|e| core::str::from_utf8(e.as_bytes()).ok())
@@ -72,14 +77,15 @@ impl Verdict {
     }
 }
 
-fn stored(r: &Request) -> Option<&Verdict> {
+/// The verdict of this (main) request, if one was computed.
+pub fn stored(r: &Request) -> Option<&Verdict> {
     // SAFETY: this module's context slot only ever holds a Verdict (set below).
     unsafe { pool::module_ctx::<Verdict>(r, GptAuthModule::module()) }
 }
 
 /// The verdict for `r` under `lcf`, computed at most once per request and location, and kept
 /// in the main request's context.
-pub fn verdict<'r>(r: &'r Request, lcf: &LocConf) -> Option<&'r Verdict> {
+pub fn verdict<'r>(r: &'r Request, lcf: &'static LocConf) -> Option<&'r Verdict> {
     let main = r.main_request();
     match stored(main) {
         Some(v) if ptr::eq(v.lcf, lcf) => Some(v),
@@ -103,7 +109,7 @@ pub fn current(r: &Request) -> Option<&Verdict> {
 }
 
 /// `None` only when out of memory.
-fn compute(r: &Request, lcf: &LocConf) -> Option<Verdict> {
+fn compute(r: &Request, lcf: &'static LocConf) -> Option<Verdict> {
     let mut v = Verdict { lcf, outcome: Outcome::Missing, email: None, error: None };
     let (Some(keys), Some(cookie)) = (&lcf.keys, &lcf.session_cookie) else { return Some(v) };
     let now = now();

@@ -68,6 +68,8 @@ fn provider_buttons(r: &mut Request, lcf: &LocConf, ret: &str) -> Option<String>
     let mut out = String::new();
     let mut rd = String::new();
     percent_encode_into(&mut rd, ret.as_bytes());
+    // "Sign in with another account" (from a not-allowed page): the provider asks again.
+    let switch = if param(r, "switch").is_some() { "&amp;switch=1" } else { "" };
     let mut gsi_done = false;
     for p in &lcf.login_providers {
         if p.gsi && !gsi_done {
@@ -89,7 +91,7 @@ fn provider_buttons(r: &mut Request, lcf: &LocConf, ret: &str) -> Option<String>
         if p.code_flow() {
             let _ = writeln!(
                 out,
-                "<p><a class=\"button\" href=\"?provider={}&amp;rd={}\">Sign in with {}</a></p>",
+                "<p><a class=\"button\" href=\"?provider={}&amp;rd={}{switch}\">Sign in with {}</a></p>",
                 escape(&p.name),
                 escape(&rd),
                 escape(&p.display_name)

@@ -38,7 +38,7 @@ pub fn signed_in(r: &mut Request, flow: &Flow, claims: Claims, now: u64) -> ngx_
                 return_url: &state.return_url,
                 code_flow_provider: p.code_flow().then_some(p.name.as_str()),
             };
-            return pages::not_allowed(r, lcf, &email, Some(switch));
+            return pages::not_allowed(r, lcf, &email, pages::Refused::AtSignIn(switch));
         }
     }
     let Some(keys) = &lcf.keys else { return NGX_ERROR as ngx_int_t };

@@ -350,3 +350,96 @@ pub fn add_phase_handler_first(
     }
     true
 }
+
+/// A location of a server, as nginx's core module configured it.
+#[derive(Debug, Clone)]
+pub struct LocationInfo {
+    pub name: String,
+    /// `internal;`
+    pub internal: bool,
+    /// Whether `resolver` (at this or an enclosing level) names a DNS server: without one,
+    /// nginx cannot resolve host names that are only known at run time (`proxy_pass $url`).
+    pub resolver: bool,
+}
+
+/// While a location configuration is merged: every location of the server being merged,
+/// nested ones too. (nginx merges the core module's configuration of all locations before
+/// other modules', so the values here are final; the location tree is built only after all
+/// merges, so its queue is still intact.)
+pub fn server_locations(cf: &ngx_conf_t) -> Vec<LocationInfo> {
+    let mut out = Vec::new();
+    if let Some(clcf) = server_location_conf(cf) {
+        collect_locations(clcf, has_resolver(clcf), &mut out);
+    }
+    out
+}
+
+/// The core module's configuration of the server-level location of the server being merged.
+fn server_location_conf(cf: &ngx_conf_t) -> Option<&nginx_sys::ngx_http_core_loc_conf_t> {
+    use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
+    let cscf: &nginx_sys::ngx_http_core_srv_conf_t = NgxHttpCoreModule::server_conf(cf)?;
+    // SAFETY: a server's conf ctx holds the loc_conf array of its server-level location, whose
+    // core module slot is an ngx_http_core_loc_conf_t.
+    unsafe {
+        let ctx = cscf.ctx.as_ref()?;
+        let slot = ctx
+            .loc_conf
+            .as_ref()
+            .map(|_| *ctx.loc_conf.add(nginx_sys::ngx_http_core_module.ctx_index))?;
+        slot.cast::<nginx_sys::ngx_http_core_loc_conf_t>().as_ref()
+    }
+}
+
+fn has_resolver(clcf: &nginx_sys::ngx_http_core_loc_conf_t) -> bool {
+    // SAFETY: NULL or the resolver of this configuration.
+    unsafe { clcf.resolver.as_ref() }.is_some_and(|r| r.connections.nelts > 0)
+}
+
+fn collect_locations(
+    clcf: &nginx_sys::ngx_http_core_loc_conf_t,
+    inherited_resolver: bool,
+    out: &mut Vec<LocationInfo>,
+) {
+    // SAFETY: `locations` is NULL or the queue of ngx_http_location_queue_t of this location,
+    // whose `queue` is their first member; each holds the exact or inclusive location's conf.
+    unsafe {
+        let Some(head) = clcf.locations.as_ref() else { return };
+        let mut q = head.next;
+        while !q.is_null() && !ptr::eq(q, head) {
+            let lq = &*q.cast::<nginx_sys::ngx_http_location_queue_t>();
+            let conf = if lq.exact.is_null() { lq.inclusive } else { lq.exact };
+            if let Some(l) = conf.as_ref() {
+                let resolver =
+                    if l.resolver.is_null() { inherited_resolver } else { has_resolver(l) };
+                out.push(LocationInfo {
+                    name: l.name.to_string(),
+                    internal: l.internal != 0,
+                    resolver,
+                });
+                collect_locations(l, resolver, out);
+            }
+            q = (*q).next;
+        }
+    }
+}
+
+/// The user and group the workers will run as, when the configuration says so already (the
+/// `user` directive comes before `http` in practice) or when nginx does not run as root (then
+/// workers keep the master's user). `None`: not known yet (nginx's default applies later).
+pub fn worker_user(cf: &ngx_conf_t) -> Option<(u32, u32)> {
+    // SAFETY: the cycle's conf_ctx has the core module's configuration at its index once the
+    // main context is being parsed (the http block is inside it).
+    let ccf = unsafe {
+        let ctx = (*cf.cycle).conf_ctx;
+        (*ctx.add(nginx_sys::ngx_core_module.index))
+            .cast::<nginx_sys::ngx_core_conf_t>()
+            .as_ref()?
+    };
+    const UNSET: u32 = u32::MAX; // NGX_CONF_UNSET_UINT
+    if ccf.user != UNSET {
+        return Some((ccf.user, ccf.group));
+    }
+    // SAFETY: plain libc getters.
+    let (uid, gid) = unsafe { (nginx_sys::geteuid(), nginx_sys::getegid()) };
+    (uid != 0).then_some((uid, gid))
+}

@@ -12,6 +12,7 @@
 //! | `variable` | variable getter | `&Request` | `Option<&[u8]>`: value or not found (error on panic) |
 //! | `directive` | directive handler | `&mut ngx_conf_t`, the module's conf | `Result<(), ConfError>`, logged as `"name" directive reason` |
 //! | `block_directive` | handler inside a `{ }` block of ours | the same | logged as `"name" reason` |
+//! | `header_filter` | a header filter | `&mut Request`, may change headers | nothing: the next filter is called (`NGX_ERROR` on panic) |
 //! | `conf_hook` | `preconfiguration`, `postconfiguration` | `&mut ngx_conf_t` | `bool` (false: `NGX_ERROR`) |
 //! | `merge` | `merge_loc_conf` | `&ngx_conf_t`, the enclosing and the current conf | `Result<(), ConfError>`, logged at `emerg` |
 //! | `shm_init` | shared zone init | `&mut ngx_shm_zone_t`, whether reused | `Result<(), ()>` |
@@ -144,6 +145,22 @@ pub fn directive<T>(
             }
         }
     })
+}
+
+#[doc(hidden)]
+pub fn header_filter(r: *mut ngx_http_request_t, f: impl FnOnce(&mut Request)) -> ngx_int_t {
+    let ok = guard(false, || {
+        // SAFETY: nginx calls header filters with a live request.
+        if let Some(r) = unsafe { request(r) } {
+            f(r);
+        }
+        true
+    });
+    if ok {
+        super::filter::next_header_filter(r)
+    } else {
+        NGX_ERROR as ngx_int_t
+    }
 }
 
 #[doc(hidden)]
@@ -281,6 +298,12 @@ macro_rules! ngx_entry {
                 $crate::ngx::entry::Wording::$wording,
                 |$cf, $conf| $body,
             )
+        }
+    };
+    ($(#[$m:meta])* $vis:vis header_filter fn $name:ident($r:ident) $body:block) => {
+        $(#[$m])*
+        $vis unsafe extern "C" fn $name(r: *mut nginx_sys::ngx_http_request_t) -> nginx_sys::ngx_int_t {
+            $crate::ngx::entry::header_filter(r, |$r| $body)
         }
     };
     ($(#[$m:meta])* $vis:vis conf_hook fn $name:ident($cf:ident) $body:block) => {

@@ -6,6 +6,7 @@
 //! - [`conf`]: directive arguments, paths, blocks, shared zones, [`conf::ConfError`];
 //! - [`request`]: reading requests ([`request::RequestExt`]);
 //! - [`response`]: answering, finalizing, suspending;
+//! - [`filter`]: the module's output filters;
 //! - [`body`]: reading request bodies; [`subrequest`]: in-memory subrequests;
 //! - [`pool`]: values that live as long as a request; [`shm`]: shared zones;
 //! - [`time`]: the clock, worker state and timers.
@@ -14,6 +15,7 @@
 pub mod entry;
 pub mod body;
 pub mod conf;
+pub mod filter;
 pub mod pool;
 pub mod request;
 pub mod response;

@@ -110,39 +110,49 @@ pub struct Switch<'a> {
     pub code_flow_provider: Option<&'a str>,
 }
 
-/// 403: signed in (at the provider, or with a session) but not allowed here. `switch` is set when
-/// the page ends a login, to offer signing in with another account.
-pub fn not_allowed(
-    r: &mut Request,
-    lcf: &LocConf,
-    email: &str,
-    switch: Option<Switch<'_>>,
-) -> ngx_int_t {
+/// Where a not-allowed page is shown.
+pub enum Refused<'a> {
+    /// At the end of a login: the account may not sign in at this login site.
+    AtSignIn(Switch<'a>),
+    /// By a protected location whose list leaves the user out (the session stays valid for
+    /// other parts of the site): the URL that was refused.
+    Here(&'a str),
+}
+
+/// 403: signed in (at the provider, or with a session) but not allowed.
+pub fn not_allowed(r: &mut Request, lcf: &LocConf, email: &str, refused: Refused<'_>) -> ngx_int_t {
+    use gpt_auth_core::url::with_query_param;
     let login = login_url(r, lcf);
     let logout = lcf.logout_url.clone().unwrap_or_default();
     let mut actions = String::new();
+    let mut link = |class: &str, href: &str, text: &str| {
+        actions.push_str(&format!("<p><a {class}href=\"{}\">{text}</a></p>\n", escape(href)));
+    };
     if !logout.is_empty() {
-        actions.push_str(&format!(
-            "<p><a class=\"button\" href=\"{}\">Sign out</a></p>\n",
-            escape(&logout)
-        ));
+        link("class=\"button\" ", &logout, "Sign out");
     }
-    if let Some(sw) = switch {
-        let mut again =
-            gpt_auth_core::url::with_query_param(&login, "rd", sw.return_url.as_bytes());
-        if let Some(p) = sw.code_flow_provider {
-            again = gpt_auth_core::url::with_query_param(&again, "provider", p.as_bytes());
-            again = gpt_auth_core::url::with_query_param(&again, "switch", b"1");
+    let reason = match refused {
+        Refused::AtSignIn(sw) => {
+            let mut again = with_query_param(&login, "rd", sw.return_url.as_bytes());
+            if let Some(p) = sw.code_flow_provider {
+                again = with_query_param(&again, "provider", p.as_bytes());
+                again = with_query_param(&again, "switch", b"1");
+            }
+            link("", &again, "Sign in with another account");
+            "this account is not allowed to use this site."
         }
-        actions.push_str(&format!(
-            "<p><a href=\"{}\">Sign in with another account</a></p>\n",
-            escape(&again)
-        ));
-    }
+        Refused::Here(url) => {
+            let again = with_query_param(&login, "rd", url.as_bytes());
+            link("", &with_query_param(&again, "switch", b"1"), "Sign in with another account");
+            link("", "/", "Back to the start page");
+            "this account is not allowed here."
+        }
+    };
     let body = render(
         lcf.not_allowed_page.as_deref().map_or(DEFAULT_NOT_ALLOWED, String::as_str),
         &[
             ("email", &escape(email)),
+            ("reason", reason),
             ("logout_url", &escape(&logout)),
             ("login_url", &escape(&login)),
             ("actions", &actions),

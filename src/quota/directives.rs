@@ -132,6 +132,7 @@ fn quota_parameter(cf: &mut ngx_conf_t, q: &mut QuotaConf, a: &str) -> Result<()
         "overrides" => {
             let path = cf.full_path(v.as_bytes())?;
             q.overrides = Some(Rc::new(Watched::<Overrides>::load(&path)?));
+            crate::files::warn_if_unreadable_by_workers(cf, "quota overrides", &path);
         }
         _ => return Err(invalid(a)),
     }

@@ -1,4 +1,4 @@
-//! JSON parsing shared by the parsers of provider documents, tokens and the state cookie.
+//! JSON helpers: parsing shared by the parsers of provider documents, tokens and the state cookie.
 
 use serde::de::DeserializeOwned;
 
@@ -10,6 +10,12 @@ pub(crate) fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
         return None;
     }
     serde_json::from_slice(bytes).ok()
+}
+
+/// `s` as a JSON string literal (quoted and escaped), for the small JSON answers the module
+/// writes by hand.
+pub fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// Whether `bytes` looks like an HTML page (an error page from a proxy or a login form) rather

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod allowlist;
+pub mod cache_control;
 pub mod cookie_header;
 pub mod discovery;
 pub mod duration;
@@ -15,7 +16,7 @@ pub mod form;
 pub mod html;
 pub mod http_url;
 pub mod idtoken;
-mod json;
+pub mod json;
 pub mod jwks_cache;
 pub mod keys;
 pub mod log_safe;
