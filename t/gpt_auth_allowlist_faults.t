@@ -77,7 +77,7 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($workers) = @_;
 	$t->write_file_expand('nginx.conf', $conf =~ s/%%WORKERS%%/$workers/r);
 }
@@ -110,7 +110,7 @@ sub code {
 }
 
 # A new version of the list, atomically (a new inode renamed over the old name).
-sub replace {
+my sub replace {
 	my ($content, $mode) = @_;
 	$t->write_file('team.allow.new', $content);
 	chmod $mode // 0644, "$dir/team.allow.new";

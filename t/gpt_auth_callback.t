@@ -188,7 +188,7 @@ sub good_token {
 }
 
 # one request, its log lines: ($response, $log)
-sub logged {
+my sub logged {
 	my ($code) = @_;
 	my $mark = log_offset($t);
 	my $r = $code->();
@@ -350,7 +350,7 @@ is(status(request('/callback?code=a&state=' . $l->{sid}, host => 'auth.example.t
 
 # token endpoint errors
 
-sub token_error {
+my sub token_error {
 	my (%resp) = @_;
 	my $lt = login('corp');
 	$idp->respond('/corp/token', %resp);

@@ -135,7 +135,7 @@ sub good_token {
 }
 
 # one request, what it logged
-sub logged {
+my sub logged {
 	my ($code) = @_;
 	my $mark = log_offset($t);
 	my $r = $code->();

@@ -92,7 +92,7 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($day, $size) = @_;
 	$size //= '1m';
 	(my $c = $conf) =~ s/%%DAY%%/$day/g;
@@ -121,7 +121,7 @@ sub used {
 		. (header($r, 'X-Month-Used') // '-');
 }
 
-sub state_lines {
+my sub state_lines {
 	my ($name) = @_;
 	my $text = eval { $t->read_file($name) } // '';
 	return split /\n/, $text;

@@ -54,13 +54,13 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($list) = @_;
 	(my $c = $conf) =~ s/%%LIST%%/$list/;
 	$t->write_file_expand('nginx.conf', $c);
 }
 
-sub write_keys {
+my sub write_keys {
 	$t->write_file('keys', join('', map { key_line($_) . "\n" } @_));
 	chmod 0600, $t->testdir() . '/keys';
 }

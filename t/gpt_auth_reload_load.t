@@ -65,20 +65,20 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($keys, $list) = @_;
 	$t->write_file_expand('nginx.conf', $conf =~ s/%%KEYS%%/$keys/r =~ s/%%LIST%%/$list/r);
 }
 
 # key files and lists are replaced atomically, as a deployment tool would
-sub write_atomic {
+my sub write_atomic {
 	my ($name, $content, $mode) = @_;
 	$t->write_file("$name.new", $content);
 	chmod $mode // 0644, $t->testdir() . "/$name.new";
 	rename($t->testdir() . "/$name.new", $t->testdir() . "/$name") or die "rename: $!";
 }
 
-sub write_keys {
+my sub write_keys {
 	my ($name, @keys) = @_;
 	write_atomic($name, join('', map { key_line($_) . "\n" } @keys), 0600);
 }
