@@ -177,17 +177,34 @@ sub _final_checks {
 		'no sanitizer errors');
 }
 
+# The lexicals of the test file are gone by the time END blocks run: an
+# instance still alive here is kept by something that lives until global
+# destruction (a named sub that uses the file's $t, a package variable).  The
+# upstream library runs its final checks when the object is destroyed, which
+# then comes too late (after the plan was checked) or dies: fail here as well,
+# so that the suite cannot pass with this library only.
+
 END {
 	# keep the exit status Test::Builder is going to compute/adjust
 	local $?;
 
 	if ($$ == $LOAD_PID) {
-		foreach my $t (grep { defined } @INSTANCES) {
-			next unless $t->{_owner} == $$;
+		my @alive = grep { defined && $_->{_owner} == $$ } @INSTANCES;
+		foreach my $t (@alive) {
 			eval { $t->_teardown(); 1 }
 				or Test::More::diag("teardown failed: $@");
 		}
 		_final_checks();
+
+		if (@alive && $PLANNED) {
+			Test::More::diag("a Test::Nginx object is still alive at the end "
+				. "of $0: a named sub that uses it (or an object holding "
+				. "it) keeps it until global destruction, where the "
+				. "upstream library's final checks fail; make the sub "
+				. "lexical (my sub) or pass the object as an argument");
+			Test::More::fail('Test::Nginx objects released by the end '
+				. 'of the file');
+		}
 	}
 }
 
@@ -1356,7 +1373,10 @@ Skips the test file unless C<$program> is found in C<PATH>.
 
 C<Test::More::plan(tests =E<gt> $n + 2)>; the two extra tests, "no alerts"
 and "no sanitizer errors", run once at teardown over the error logs of all
-instances of the process.
+instances of the process.  An instance still alive when END blocks run (kept
+by a named sub that uses the file's C<$t>, for example) adds a failing test:
+the upstream library runs these checks when the object is destroyed, and for
+such an object that happens only in global destruction, too late.
 
 =item todo_alerts()
 
