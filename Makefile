@@ -124,7 +124,7 @@ test: build unittest prove
 # (it does not reconfigure reliably without one) and those that test several workers; their
 # workers are checked too (valgrind follows fork).
 VALGRIND_DIR  := $(BUILD_DIR)/valgrind
-MASTER_TESTS   = $(shell grep -l -e '->reload' -e '^worker_processes [2-9]' t/*.t)
+MASTER_TESTS   = $(shell grep -l -e '->reload' -e 'reload_and_wait' -e '^worker_processes [2-9]' t/*.t)
 VALGRIND_ENV  := TEST_NGINX_BINARY="$(CURDIR)/tools/valgrind-nginx.sh" GPT_AUTH_NGINX="$(NGINX)" \
                  VALGRIND_LOG_DIR="$(VALGRIND_DIR)" TEST_NGINX_TIMEOUT_FACTOR=8 \
                  GPT_AUTH_CLI="$(CURDIR)/$(CLI)" GPT_AUTH_TEST_HOOKS_MODULE="$(HOOKS_SO)"

@@ -189,7 +189,7 @@ like($log, qr/\[notice\].*gpt_auth: allowlist "\Q$LIST\E" re-read: 2 entries \(w
 # worker that served none of them since the last change would still have the previous list)
 
 write_conf(1);
-$t->reload();
+reload_and_wait($t);
 is(code('dave@example.com') . ' ' . code('carol@example.com'), '200 403',
 	'reloaded with one worker: the list is the same');
 
@@ -257,7 +257,7 @@ SKIP: {
 	# new workers warn that they will not see changes
 	chmod 0000, $LIST;
 	$mark = log_offset($t);
-	$t->reload();
+	reload_and_wait($t);
 	# (the request first: a new worker answers it only after its start-up, which logs the warning)
 	is(code('gina@example.com'), 200, 'reload while unreadable: the list read by the master applies');
 	$log = log_since($t, $mark);
