@@ -11,12 +11,14 @@ use strict;
 use base qw/ Exporter /;
 our @EXPORT = qw/ new_key_bytes key_line key_id mint_cookie request status header
 	headers body conf_test set_cookies verify_cookie state_kid state_encode state_decode
-	log_offset log_since urlencode urldecode query_params reload_and_wait /;
+	log_offset log_since urlencode urldecode query_params read_reply reload_and_wait /;
 
 # Everything here works the same with the project's harness (t/lib/Test/Nginx.pm) and with the
 # upstream nginx-tests library: it uses only the API both have.
 
 use Digest::SHA qw/ sha256 hmac_sha256 /;
+use Errno qw/ EINTR /;
+use IO::Select;
 use JSON::PP;
 use MIME::Base64 qw/ encode_base64 encode_base64url decode_base64url /;
 use Test::More qw//;
@@ -68,7 +70,7 @@ sub mint_cookie {
 
 # request($uri, cookie => 'a=b', accept => 'text/html', method => 'GET',
 #         headers => ["X-A: 1", ...], host => 'localhost', body => '...', port => 8080,
-#         timeout => seconds (default: the harness's))
+#         timeout => seconds (default: the harness's http(), 8 s))
 sub request {
 	my ($uri, %a) = @_;
 	my $method = $a{method} // 'GET';
@@ -84,8 +86,45 @@ sub request {
 	$r .= $a{body} if defined $a{body};
 	my %opts;
 	$opts{PeerAddr} = '127.0.0.1:' . port($a{port}) if defined $a{port};
-	$opts{timeout} = $a{timeout} if defined $a{timeout};
+	if (defined $a{timeout}) {
+		my $s = http($r, %opts, start => 1) or return '';
+		return read_reply($s, $a{timeout}) // '';
+	}
 	return http($r, %opts) // '';
+}
+
+# read_reply($socket, $seconds): the answer on a (plain TCP) socket from http_start() or
+# http(..., start => 1), read until the server closes the connection; the socket is closed.
+# Undef (with a diag) after $seconds (default 8) or on an error. For answers that take longer
+# than the harness's http_end() waits: upstream's always gives up after 8 s.
+sub read_reply {
+	my ($s, $timeout) = @_;
+	$timeout //= 8;
+	my $deadline = Time::HiRes::time() + $timeout;
+	my $sel = IO::Select->new($s);
+	my ($reply, $error) = ('', undef);
+	while (1) {
+		my $left = $deadline - Time::HiRes::time();
+		if ($left <= 0 || !$sel->can_read($left)) {
+			$error = "no end of the answer after ${timeout}s";
+			last;
+		}
+		my $n = sysread($s, my $buf, 65536);
+		if (!defined $n) {
+			next if $! == EINTR;
+			$error = "read failed: $!";
+			last;
+		}
+		last if $n == 0;
+		$reply .= $buf;
+	}
+	close $s;
+	Test::Nginx::log_in($reply) if length $reply;
+	if (defined $error) {
+		Test::More::diag("read_reply(): $error");
+		return undef;
+	}
+	return $reply;
 }
 
 sub status {
