@@ -44,7 +44,7 @@ our $RELOAD_TIMEOUT = 5 * $F;	# reload(): new worker generation
 our $QUIT_TIMEOUT   = 10 * $F;	# stop(): graceful shutdown (SIGQUIT)
 our $TERM_TIMEOUT   = 5 * $F;	# stop(): fast shutdown (SIGTERM)
 our $WAIT_TIMEOUT   = 5 * $F;	# waitforsocket() / waitforfile()
-our $HTTP_TIMEOUT   = 8 * $F;	# http(): default I/O timeout
+our $HTTP_TIMEOUT   = 8 * $F;	# http(): I/O timeout (upstream: 8 s, no option)
 
 # Lines in error.log that make the "no sanitizer errors" check fail.
 my $SANITIZER_RE = qr/==\d+==\s*ERROR:|[A-Za-z]*Sanitizer\b/;
@@ -1154,7 +1154,7 @@ sub _write_all {
 sub http_start {
 	my ($request, %extra) = @_;
 
-	my $timeout = $extra{timeout} || $HTTP_TIMEOUT;
+	my $timeout = $HTTP_TIMEOUT;
 
 	# IO::Socket options (PeerAddr, LocalAddr, ...) are passed through
 	my %sockopts = map { $_ => $extra{$_} }
@@ -1213,7 +1213,7 @@ sub http_start {
 sub http_end {
 	my ($s, %extra) = @_;
 
-	my $timeout = $extra{timeout} || $HTTP_TIMEOUT;
+	my $timeout = $HTTP_TIMEOUT;
 	my $reply = '';
 
 	my $ok = eval {
@@ -1445,8 +1445,9 @@ Real free port for nominal port C<$n>, fixed for the process.
 
 Sends C<$request> (then C<body> after C<sleep> seconds, if given) to
 127.0.0.1:port(8080) or C<PeerAddr>/C<socket>, returns the whole response or
-undef on error.  C<start =E<gt> 1> returns the socket instead; C<timeout>
-changes the 8 second limit; C<SSL> needs IO::Socket::SSL.
+undef on error.  C<start =E<gt> 1> returns the socket instead; C<SSL> needs
+IO::Socket::SSL.  Each half gives up after 8 seconds (times
+C<TEST_NGINX_TIMEOUT_FACTOR>); as upstream, there is no option to wait longer.
 
 =item http_get($uri, %extra), http_head($uri, %extra)
 
