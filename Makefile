@@ -2,6 +2,7 @@
 #
 #   make          build the module against this machine's nginx (installs packages it needs)
 #   make test     cargo tests + the Test::Nginx suite (t/*.t)
+#   make prove-upstream  the same suite under the upstream nginx-tests library (NGINX_TESTS_LIB)
 #   make run      demo on http://127.0.0.1:8080/
 #   make install  module + load_module snippet into the system nginx
 #   make bench    performance: vs no auth, secure_link, auth_request (bench/README.md)
@@ -10,6 +11,8 @@
 #
 # NGINX_SOURCE_DIR=/path/to/nginx  build against another, already configured nginx source tree
 #                                  (configured --with-compat, with objs/ present).
+# NGINX_TESTS_LIB=/path/to/lib     lib/ of nginx-tests for prove-upstream (default: ../shared/
+#                                  nginx-tests/lib, relative to this repository).
 
 SHELL         := /bin/bash
 MODULE        := ngx_http_gpt_auth_module
@@ -39,9 +42,19 @@ TEST_GLOBALS  := load_module $(MODULE_SO);
 ifeq ($(shell id -u),0)
 TEST_GLOBALS  += user root;
 endif
-TEST_ENV      := TEST_NGINX_BINARY="$(NGINX)" TEST_NGINX_GLOBALS="$(TEST_GLOBALS) $(TEST_NGINX_GLOBALS)" \
+TEST_ENV_COMMON := TEST_NGINX_GLOBALS="$(TEST_GLOBALS) $(TEST_NGINX_GLOBALS)" \
                  GPT_AUTH_CLI="$(CURDIR)/$(CLI)" GPT_AUTH_TEST_HOOKS_MODULE="$(HOOKS_SO)" \
                  RUST_BACKTRACE=1
+TEST_ENV      := TEST_NGINX_BINARY="$(NGINX)" $(TEST_ENV_COMMON)
+
+# The upstream nginx-tests library (unmodified, not part of this repository): its lib/ directory,
+# absolute or relative to this repository. nginx runs through a wrapper that hides the
+# --with-X=dynamic flags of Debian's `nginx -V`: upstream would load those modules, and Debian does
+# not install all of them.
+NGINX_TESTS_LIB ?= ../shared/nginx-tests/lib
+NGINX_TESTS_LIB_DIR = $(abspath $(if $(filter /%,$(NGINX_TESTS_LIB)),,$(CURDIR)/)$(NGINX_TESTS_LIB))
+UPSTREAM_ENV  := TEST_NGINX_BINARY="$(CURDIR)/tools/nginx-tests-wrapper.sh" GPT_AUTH_NGINX="$(NGINX)" \
+                 $(TEST_ENV_COMMON)
 
 # Install locations (Debian layout).
 DESTDIR       ?=
@@ -50,12 +63,12 @@ MODULES_DIR   ?= /usr/lib/nginx/modules
 MODULES_AVAIL ?= /usr/share/nginx/modules-available
 MODULES_ENAB  ?= /etc/nginx/modules-enabled
 
-.PHONY: all build build-test-hooks deps test test-valgrind unittest prove check run bench fuzz fuzz-smoke install uninstall clean help
+.PHONY: all build build-test-hooks deps test test-valgrind unittest prove prove-upstream nginx-tests-lib check run bench fuzz fuzz-smoke install uninstall clean help
 
 all: build
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,16p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@tools/install-deps.sh test
@@ -94,6 +107,16 @@ prove: build build-test-hooks
 	@tools/install-deps.sh test
 	$(TEST_ENV) $(PROVE) $(TESTS)
 
+# Fails when the library is not there: a run that skipped it must not look like a pass.
+nginx-tests-lib:
+	@test -f "$(NGINX_TESTS_LIB_DIR)/Test/Nginx.pm" || { \
+	    echo "prove-upstream: no upstream nginx-tests library at $(NGINX_TESTS_LIB_DIR)" \
+	         "(no Test/Nginx.pm there); set NGINX_TESTS_LIB=/path/to/nginx-tests/lib" >&2; exit 1; }
+
+prove-upstream: nginx-tests-lib build build-test-hooks
+	@tools/install-deps.sh test
+	$(UPSTREAM_ENV) $(PROVE) -I "$(NGINX_TESTS_LIB_DIR)" $(TESTS)
+
 test: build unittest prove
 
 # The whole Test::Nginx suite with nginx under valgrind memcheck: single-process mode
@@ -101,7 +124,7 @@ test: build unittest prove
 # (it does not reconfigure reliably without one) and those that test several workers; their
 # workers are checked too (valgrind follows fork).
 VALGRIND_DIR  := $(BUILD_DIR)/valgrind
-MASTER_TESTS   = $(shell grep -l -e '->reload' -e '^worker_processes [2-9]' t/*.t)
+MASTER_TESTS   = $(shell grep -l -e '->reload' -e 'reload_and_wait' -e '^worker_processes [2-9]' t/*.t)
 VALGRIND_ENV  := TEST_NGINX_BINARY="$(CURDIR)/tools/valgrind-nginx.sh" GPT_AUTH_NGINX="$(NGINX)" \
                  VALGRIND_LOG_DIR="$(VALGRIND_DIR)" TEST_NGINX_TIMEOUT_FACTOR=8 \
                  GPT_AUTH_CLI="$(CURDIR)/$(CLI)" GPT_AUTH_TEST_HOOKS_MODULE="$(HOOKS_SO)"

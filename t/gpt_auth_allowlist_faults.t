@@ -77,7 +77,7 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($workers) = @_;
 	$t->write_file_expand('nginx.conf', $conf =~ s/%%WORKERS%%/$workers/r);
 }
@@ -110,7 +110,7 @@ sub code {
 }
 
 # A new version of the list, atomically (a new inode renamed over the old name).
-sub replace {
+my sub replace {
 	my ($content, $mode) = @_;
 	$t->write_file('team.allow.new', $content);
 	chmod $mode // 0644, "$dir/team.allow.new";
@@ -189,7 +189,7 @@ like($log, qr/\[notice\].*gpt_auth: allowlist "\Q$LIST\E" re-read: 2 entries \(w
 # worker that served none of them since the last change would still have the previous list)
 
 write_conf(1);
-$t->reload();
+reload_and_wait($t);
 is(code('dave@example.com') . ' ' . code('carol@example.com'), '200 403',
 	'reloaded with one worker: the list is the same');
 
@@ -257,7 +257,7 @@ SKIP: {
 	# new workers warn that they will not see changes
 	chmod 0000, $LIST;
 	$mark = log_offset($t);
-	$t->reload();
+	reload_and_wait($t);
 	# (the request first: a new worker answers it only after its start-up, which logs the warning)
 	is(code('gina@example.com'), 200, 'reload while unreadable: the list read by the master applies');
 	$log = log_since($t, $mark);

@@ -183,7 +183,7 @@ my $good = mint_cookie(key => $key, email => 'alice@example.com');
 
 my $N = 0;
 
-sub attack {
+my sub attack {
 	my ($name, $want, %a) = @_;
 	my $marker = 'atk' . ++$N . 'x';
 	my $uri = ($a{path} // '/') . $marker . ($a{suffix} // '');
@@ -195,7 +195,7 @@ sub attack {
 }
 
 # reaches($name, %request): a control that must reach the backend; returns the response.
-sub reaches {
+my sub reaches {
 	my ($name, %a) = @_;
 	my $marker = 'ok' . ++$N . 'x';
 	my $uri = ($a{path} // '/') . $marker;
@@ -207,7 +207,7 @@ sub reaches {
 }
 
 # everything logged after a mark, [debug] lines included
-sub raw_log_since {
+my sub raw_log_since {
 	my ($offset) = @_;
 	open(my $fh, '<:raw', $t->testdir() . '/error.log') or return '';
 	seek($fh, $offset, 0);
@@ -217,7 +217,7 @@ sub raw_log_since {
 	return $log;
 }
 
-sub log_of {
+my sub log_of {
 	my ($code) = @_;
 	my $mark = log_offset($t);
 	my $r = $code->();

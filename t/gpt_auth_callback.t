@@ -21,7 +21,7 @@ use Test::More;
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 
-use Test::Nginx qw/ :DEFAULT http_start http_end /;
+use Test::Nginx qw/ :DEFAULT http_start /;
 use GptAuth;
 use FakeIdP;
 use IdToken;
@@ -188,7 +188,7 @@ sub good_token {
 }
 
 # one request, its log lines: ($response, $log)
-sub logged {
+my sub logged {
 	my ($code) = @_;
 	my $mark = log_offset($t);
 	my $r = $code->();
@@ -350,7 +350,7 @@ is(status(request('/callback?code=a&state=' . $l->{sid}, host => 'auth.example.t
 
 # token endpoint errors
 
-sub token_error {
+my sub token_error {
 	my (%resp) = @_;
 	my $lt = login('corp');
 	$idp->respond('/corp/token', %resp);
@@ -591,7 +591,7 @@ my $other = login('corp');
 is($other->{status}, 302, 'while two callbacks wait for the provider, other logins work');
 ok(Time::HiRes::time() - $t0 < 2, '... without waiting for them (the worker is not blocked)');
 
-$r = $s_slow ? http_end($s_slow, timeout => 30) // '' : '';
+$r = $s_slow ? read_reply($s_slow, 30) // '' : '';
 $log = log_since($t, $mark);
 is(status($r), 504, 'token endpoint too slow: 504');
 like(body($r), qr{<p>The identity provider did not answer in time\. Please try again in a moment\.</p>},

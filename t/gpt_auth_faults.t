@@ -18,7 +18,7 @@ use Test::More;
 BEGIN { use FindBin; chdir($FindBin::Bin); }
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 
-use Test::Nginx qw/ :DEFAULT http_start http_end /;
+use Test::Nginx qw/ :DEFAULT http_start /;
 use GptAuth;
 use FakeIdP;
 use IdToken;
@@ -135,7 +135,7 @@ sub good_token {
 }
 
 # one request, what it logged
-sub logged {
+my sub logged {
 	my ($code) = @_;
 	my $mark = log_offset($t);
 	my $r = $code->();
@@ -303,8 +303,8 @@ ok($n >= 40, "while both wait: $n requests with a session");
 is(join("\n", @meanwhile), '', 'while both wait: every one 200 for alice, by the same worker');
 ok($slowest < 0.5, sprintf('while both wait: each answered promptly (slowest %.3fs)', $slowest));
 
-my $rd = $s_disc ? http_end($s_disc, timeout => 30) // '' : '';
-my $rj = $s_jwks ? http_end($s_jwks, timeout => 30) // '' : '';
+my $rd = $s_disc ? read_reply($s_disc, 30) // '' : '';
+my $rj = $s_jwks ? read_reply($s_jwks, 30) // '' : '';
 my $elapsed = Time::HiRes::time() - $start;
 $log = log_since($t, $mark);
 

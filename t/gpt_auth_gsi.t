@@ -132,7 +132,7 @@ sub credential {
 }
 
 # post(body => 'raw', or fields: credential, csrf (form), csrf_cookie, state => [name, value])
-sub post {
+my sub post {
 	my (%a) = @_;
 	my $body = $a{body};
 	unless (defined $body) {

@@ -169,7 +169,7 @@ sub login {
 
 # try(provider => 'corp', claims => {...}, key => $rsa, header => {...},
 #     token => sub { my ($l) = @_; ... }) -> ($response, $log, $login)
-sub try {
+my sub try {
 	my (%a) = @_;
 	my $p = $a{provider} // 'corp';
 	my $l = login($p);
@@ -183,7 +183,7 @@ sub try {
 	return ($r, log_since($t, $mark), $l);
 }
 
-sub accepted {
+my sub accepted {
 	my ($name, %a) = @_;
 	my ($r, $log) = try(%a);
 	my $p = $a{provider} // 'corp';
@@ -192,7 +192,7 @@ sub accepted {
 		'302 rd logged', "$name: accepted");
 }
 
-sub refused {
+my sub refused {
 	my ($name, $why, %a) = @_;
 	my ($r, $log) = try(%a);
 	my $p = $a{provider} // 'corp';

@@ -227,7 +227,7 @@ my %CLIENT = (
 
 # An ID token for this login, served by the provider's token endpoint ($path) with a check of
 # the code, redirect_uri, PKCE verifier and client credentials.
-sub token_for {
+my sub token_for {
 	my ($l, $path, %claims) = @_;
 	my $tok = sign_jwt($rsa, ok_claims($l, %claims));
 	$idp->respond($path, body => JSON::PP->new->encode({
@@ -237,7 +237,7 @@ sub token_for {
 }
 
 # A whole login through the provider; returns (login, callback response).
-sub full_login {
+my sub full_login {
 	my ($provider, %a) = @_;
 	my $l = login($provider, %a);
 	token_for($l, "/$provider/token", %{ $a{claims} // {} });

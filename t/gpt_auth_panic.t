@@ -29,19 +29,25 @@ my $hooks = $ENV{GPT_AUTH_TEST_HOOKS_MODULE}
 	// "$FindBin::Bin/../build/ngx_http_gpt_auth_module-test-hooks.so";
 -f $hooks or BAIL_OUT("no test-hooks module at $hooks (make build-test-hooks)");
 
+# %%TEST_GLOBALS%% loads the variant instead of the regular module (only one can be loaded).
+$ENV{TEST_NGINX_GLOBALS} = "load_module $hooks;\n"
+	. (($ENV{TEST_NGINX_GLOBALS} // '') =~ s/\bload_module\s+[^;]*\bngx_http_gpt_auth_module\.so\W*;//gr);
+
 my $t = Test::Nginx->new()->has(qw/http rewrite/);
-$t->skip_errors_check('alert', qr/gpt_auth: internal error \(Rust panic, request answered with 500\)/)
-	if $t->can('skip_errors_check');
 
-my $user = $> == 0 ? 'user root;' : '';
+# The panics' [alert] lines are expected. The project harness leaves exactly those out of its
+# final "no alerts" check; the upstream library can only make that check TODO. Either way the
+# test asserts at the end that the error log has these [alert] lines and no other.
+if ($t->can('skip_errors_check')) {
+	$t->skip_errors_check('alert',
+		qr/gpt_auth: internal error \(Rust panic, request answered with 500\)/);
+} else {
+	$t->todo_alerts();
+}
 
-# Not %%TEST_GLOBALS%%: it would load the regular module, and only one can be loaded.
 $t->write_file_expand('nginx.conf', <<"EOF");
 
-load_module $hooks;
-$user
-pid %%TESTDIR%%/nginx.pid;
-error_log %%TESTDIR%%/error.log debug;
+%%TEST_GLOBALS%%
 
 daemon off;
 
@@ -122,8 +128,11 @@ like(body(request('/var', cookie => $cookie)), qr/^user=alice\@example\.com$/m,
 $t->stop();
 
 my $log = $t->read_file('error.log');
-my @alerts = $log =~ /\[alert\].*gpt_auth: internal error \(Rust panic, request answered with 500\): test panic at (\w+) at src\/test_hooks\.rs:\d+/g;
-is("@alerts", 'access variable content', 'one [alert] line per panic, naming where');
+# every [alert] line: a panic's as the place it names, any other one whole
+my @alerts = map { /gpt_auth: internal error \(Rust panic, request answered with 500\): test panic at (\w+) at src\/test_hooks\.rs:\d+/ ? $1 : $_ }
+	$log =~ /^.*\[alert\].*$/mg;
+is("@alerts", 'access variable content',
+	'one [alert] line per panic, naming where, and no other [alert] line');
 unlike($log, qr/exited on signal|exited with code [1-9]/, 'no worker died');
 
 ###############################################################################

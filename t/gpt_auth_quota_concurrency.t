@@ -153,7 +153,7 @@ sub read_response {
 }
 
 # Runs the clients in parallel; returns the response lines of all of them.
-sub run_clients {
+my sub run_clients {
 	my ($tag, @users) = @_;
 	my $start = time() + 0.5;
 	my @pids;

@@ -92,7 +92,7 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($day, $size) = @_;
 	$size //= '1m';
 	(my $c = $conf) =~ s/%%DAY%%/$day/g;
@@ -121,7 +121,7 @@ sub used {
 		. (header($r, 'X-Month-Used') // '-');
 }
 
-sub state_lines {
+my sub state_lines {
 	my ($name) = @_;
 	my $text = eval { $t->read_file($name) } // '';
 	return split /\n/, $text;
@@ -172,7 +172,7 @@ ok(grep({ $_ eq "bob\@example.com $p->{day} 2 $p->{month} 2\n" } @old_lines),
 
 # reload: the zones are reused, counters carry on (also without state=)
 
-$t->reload();
+reload_and_wait($t);
 is(used('/kept/x', $alice), '200 5/5', 'after reload: alice goes on from 4');
 is(used('/plain/x', $alice), '200 3/3', 'after reload: a zone without state= goes on too');
 is(used('/atexit/x', $alice), '200 5/5', 'after reload: atexit zone goes on');
@@ -180,7 +180,7 @@ is(used('/atexit/x', $alice), '200 5/5', 'after reload: atexit zone goes on');
 # reload with smaller budgets: the counts stay, the new limits apply
 
 write_conf(5);
-$t->reload();
+reload_and_wait($t);
 is(used('/kept/x', $alice), '429 5/5', 'reload with day=5: alice (5 used) is refused');
 is(used('/plain/x', $alice), '200 4/4', 'reload with day=5: plain zone, 4 of 5');
 is(used('/plain/x', $alice), '200 5/5', 'plain zone: 5 of 5');
@@ -188,14 +188,14 @@ is(used('/plain/x', $alice), '429 5/5', 'and then refused');
 is(used('/kept/x', $bob), '200 4/4', 'bob: 4 of 5');
 
 write_conf(10);
-$t->reload();
+reload_and_wait($t);
 is(used('/kept/x', $alice), '200 6/6', 'reload back to day=10: alice goes on');
 
 # reload with a larger zone: a new zone, filled from the state file
 
 sleep(1.5);
 write_conf(10, '2m');
-$t->reload();
+reload_and_wait($t);
 is(used('/kept/x', $alice), '200 7/7', 'reload with a new zone size: counts loaded from the state file');
 is(used('/plain/x', $alice), '200 6/6', 'the unchanged zone is still reused (day=10 again)');
 sleep(1.5);

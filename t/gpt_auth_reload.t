@@ -54,13 +54,13 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($list) = @_;
 	(my $c = $conf) =~ s/%%LIST%%/$list/;
 	$t->write_file_expand('nginx.conf', $c);
 }
 
-sub write_keys {
+my sub write_keys {
 	$t->write_file('keys', join('', map { key_line($_) . "\n" } @_));
 	chmod 0600, $t->testdir() . '/keys';
 }
@@ -89,21 +89,21 @@ is(code($kb), 401, 'key B not yet in the file: 401');
 # rotation: B signs from now on, A still verifies
 
 write_keys($kb, $ka);
-$t->reload();
+reload_and_wait($t);
 is(code($ka), 200, 'after rotation: old key A still verifies');
 is(code($kb), 200, 'after rotation: new key B verifies');
 
 # A retired
 
 write_keys($kb);
-$t->reload();
+reload_and_wait($t);
 is(code($ka), 401, 'after removing A: its cookies are refused');
 is(code($kb), 200, 'B still verifies');
 
 # a broken key file on reload: nginx keeps running the previous configuration
 
 $t->write_file('keys', "not a key\n");
-$t->reload();
+reload_and_wait($t);
 is(code($kb), 200, 'broken key file: previous configuration still serves');
 is(code($ka), 401, 'broken key file: previous configuration still refuses A');
 
@@ -111,7 +111,7 @@ is(code($ka), 401, 'broken key file: previous configuration still refuses A');
 
 write_keys($kb);
 write_conf('second.allow');
-$t->reload();
+reload_and_wait($t);
 is(code($kb, 'alice@example.com'), 403, 'new allowlist on reload: alice refused');
 is(code($kb, 'carol@example.com'), 200, 'new allowlist on reload: carol admitted');
 

@@ -65,20 +65,20 @@ http {
 
 EOF
 
-sub write_conf {
+my sub write_conf {
 	my ($keys, $list) = @_;
 	$t->write_file_expand('nginx.conf', $conf =~ s/%%KEYS%%/$keys/r =~ s/%%LIST%%/$list/r);
 }
 
 # key files and lists are replaced atomically, as a deployment tool would
-sub write_atomic {
+my sub write_atomic {
 	my ($name, $content, $mode) = @_;
 	$t->write_file("$name.new", $content);
 	chmod $mode // 0644, $t->testdir() . "/$name.new";
 	rename($t->testdir() . "/$name.new", $t->testdir() . "/$name") or die "rename: $!";
 }
 
-sub write_keys {
+my sub write_keys {
 	my ($name, @keys) = @_;
 	write_atomic($name, join('', map { key_line($_) . "\n" } @keys), 0600);
 }
@@ -125,7 +125,7 @@ sleep(1);
 
 write_keys('keys', $kb, $ka);
 write_atomic('first.allow', "alice\@example.com\ncarol\@example.com\n");
-$t->reload();
+reload_and_wait($t);
 isnt(pids(), $pids0, 'reload 1: new worker processes');
 is(code($kb) . ' ' . code($ka), '200 200', 'reload 1: the new key B and the old key A verify');
 is(code($ka, 'carol@example.com') . ' ' . code($ka, 'bob@example.com'), '200 403',
@@ -137,7 +137,7 @@ sleep(1);
 write_keys('keys2', $kc, $kb, $ka);
 $t->write_file('second.allow', "alice\@example.com\ndave\@example.com\n");
 write_conf('keys2', 'second.allow');
-$t->reload();
+reload_and_wait($t);
 is(code($kc) . ' ' . code($kb) . ' ' . code($ka), '200 200 200',
 	'reload 2: keys C, B and A from the new key file');
 is(code($ka, 'dave@example.com') . ' ' . code($ka, 'carol@example.com'), '200 403',
@@ -147,7 +147,7 @@ sleep(1);
 # 3: key B retired
 
 write_keys('keys2', $kc, $ka);
-$t->reload();
+reload_and_wait($t);
 is(code($kb) . ' ' . code($kc) . ' ' . code($ka), '401 200 200',
 	'reload 3: B refused; C and A still verify');
 sleep(1);
@@ -155,7 +155,7 @@ sleep(1);
 # 4: nothing changed
 
 my $pids3 = pids();
-$t->reload();
+reload_and_wait($t);
 isnt(pids(), $pids3, 'reload 4: new worker processes');
 sleep(1);
 

@@ -208,7 +208,7 @@ sub enc {
 # Where each of the three ways in would send the browser for this rd, and how many
 # "return address refused" lines were logged:
 # "page=<rd of the buttons> state=<return_url of a login> logout=<Location> refused=<n>"
-sub outcome {
+my sub outcome {
 	my ($rd, %a) = @_;
 	my $host = $a{host} // 'auth.example.test';
 	my $mark = log_offset($t);

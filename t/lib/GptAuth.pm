@@ -11,12 +11,24 @@ use strict;
 use base qw/ Exporter /;
 our @EXPORT = qw/ new_key_bytes key_line key_id mint_cookie request status header
 	headers body conf_test set_cookies verify_cookie state_kid state_encode state_decode
-	log_offset log_since urlencode urldecode query_params /;
+	log_offset log_since urlencode urldecode query_params read_reply reload_and_wait /;
+
+# Everything here works the same with the project's harness (t/lib/Test/Nginx.pm) and with the
+# upstream nginx-tests library: it uses only the API both have.
 
 use Digest::SHA qw/ sha256 hmac_sha256 /;
+use Errno qw/ EINTR /;
+use IO::Select;
 use JSON::PP;
 use MIME::Base64 qw/ encode_base64 encode_base64url decode_base64url /;
+use Test::More qw//;
 use Test::Nginx qw/ http port /;
+use Time::HiRes qw//;
+
+# TEST_NGINX_TIMEOUT_FACTOR scales the waits for nginx (as in the project's harness), e.g. under
+# valgrind.
+my $FACTOR = ($ENV{TEST_NGINX_TIMEOUT_FACTOR} // '') =~ /^\d+(?:\.\d+)?$/
+	? $ENV{TEST_NGINX_TIMEOUT_FACTOR} : 1;
 
 # 32 random bytes (a key's raw secret).
 sub new_key_bytes {
@@ -58,7 +70,7 @@ sub mint_cookie {
 
 # request($uri, cookie => 'a=b', accept => 'text/html', method => 'GET',
 #         headers => ["X-A: 1", ...], host => 'localhost', body => '...', port => 8080,
-#         timeout => seconds (default: the harness's))
+#         timeout => seconds (default: the harness's http(), 8 s))
 sub request {
 	my ($uri, %a) = @_;
 	my $method = $a{method} // 'GET';
@@ -74,8 +86,45 @@ sub request {
 	$r .= $a{body} if defined $a{body};
 	my %opts;
 	$opts{PeerAddr} = '127.0.0.1:' . port($a{port}) if defined $a{port};
-	$opts{timeout} = $a{timeout} if defined $a{timeout};
+	if (defined $a{timeout}) {
+		my $s = http($r, %opts, start => 1) or return '';
+		return read_reply($s, $a{timeout}) // '';
+	}
 	return http($r, %opts) // '';
+}
+
+# read_reply($socket, $seconds): the answer on a (plain TCP) socket from http_start() or
+# http(..., start => 1), read until the server closes the connection; the socket is closed.
+# Undef (with a diag) after $seconds (default 8) or on an error. For answers that take longer
+# than the harness's http_end() waits: upstream's always gives up after 8 s.
+sub read_reply {
+	my ($s, $timeout) = @_;
+	$timeout //= 8;
+	my $deadline = Time::HiRes::time() + $timeout;
+	my $sel = IO::Select->new($s);
+	my ($reply, $error) = ('', undef);
+	while (1) {
+		my $left = $deadline - Time::HiRes::time();
+		if ($left <= 0 || !$sel->can_read($left)) {
+			$error = "no end of the answer after ${timeout}s";
+			last;
+		}
+		my $n = sysread($s, my $buf, 65536);
+		if (!defined $n) {
+			next if $! == EINTR;
+			$error = "read failed: $!";
+			last;
+		}
+		last if $n == 0;
+		$reply .= $buf;
+	}
+	close $s;
+	Test::Nginx::log_in($reply) if length $reply;
+	if (defined $error) {
+		Test::More::diag("read_reply(): $error");
+		return undef;
+	}
+	return $reply;
 }
 
 sub status {
@@ -210,6 +259,101 @@ sub log_since {
 	close $fh;
 	return join('', grep { m{^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?!debug\])} }
 		split /^/m, $log);
+}
+
+# reload_and_wait($t): reloads nginx ($t->reload()) and waits until it has acted on it, since
+# the upstream library's reload() only sends SIGHUP (the project's waits already). Returns 1
+# once a new worker runs and every old one has stopped accepting connections (it logged
+# "gracefully shutting down", says so in its process title, or is gone): the next request sees
+# the new configuration. Returns 0 if nginx refused the new configuration (an [emerg] line; the
+# old workers go on). Undef, with a diag, if neither happened within 10 s.
+sub reload_and_wait {
+	my ($t) = @_;
+	my $mark = log_offset($t);
+	my $master = eval { $t->read_file('nginx.pid') } // '';
+	($master) = $master =~ /^\s*(\d+)/ or die "reload_and_wait(): no nginx.pid\n";
+	my $before = _log_from($t, 0);
+	my @old = grep { $before !~ /\b$_#\d+: (?:gracefully shutting down|exiting|exit)\b/ }
+		map { $_->[0] } grep { _accepting($_->[1]) } _children($master);
+
+	$t->reload();
+
+	my $deadline = Time::HiRes::time() + 10 * $FACTOR;
+	while (1) {
+		my $log = _log_from($t, $mark);
+		return 0 if $log =~ /\[emerg\]/;
+		my %old = map { $_ => 1 } @old;
+		my $new = !@old && $log =~ /reconfiguring/
+			|| $log =~ /reconfiguring.*start worker process \d+/s
+			|| grep { !$old{$_->[0]} && $_->[1] =~ /worker process/ && _accepting($_->[1]) }
+				_children($master);
+		my @busy = grep {
+			my $pid = $_;
+			my $title = _title($pid);
+			defined $title && _accepting($title)
+				&& $log !~ /\b$pid#\d+: (?:gracefully shutting down|exiting|exit)\b/
+		} @old;
+		return 1 if $new && !@busy;
+		if (Time::HiRes::time() > $deadline) {
+			Test::More::diag('reload_and_wait(): ' . ($new ? '' : 'no new worker, ')
+				. (@busy ? "old workers @busy still accepting, " : '')
+				. 'after ' . 10 * $FACTOR . 's');
+			return undef;
+		}
+		Time::HiRes::sleep(0.05);
+	}
+}
+
+# The error log from a byte offset on.
+sub _log_from {
+	my ($t, $offset) = @_;
+	open(my $fh, '<:raw', $t->testdir() . '/error.log') or return '';
+	seek($fh, $offset, 0);
+	local $/;
+	my $log = <$fh> // '';
+	close $fh;
+	return $log;
+}
+
+# [pid, title] of each live child of $ppid (Linux /proc).
+sub _children {
+	my ($ppid) = @_;
+	opendir(my $dh, '/proc') or return ();
+	my @kids;
+	for my $pid (grep { /^\d+$/ } readdir $dh) {
+		open(my $fh, '<', "/proc/$pid/stat") or next;
+		my $stat = <$fh> // '';
+		close $fh;
+		$stat =~ s/^.*\)\s+//s;	# "pid (comm) state ppid ..."
+		my ($state, $parent) = split ' ', $stat;
+		next unless defined $parent && $parent == $ppid && $state ne 'Z';
+		my $title = _title($pid);
+		push @kids, [ $pid, $title ] if defined $title;
+	}
+	closedir $dh;
+	return @kids;
+}
+
+# The process title (command line) of a live process, or undef if it is gone.
+sub _title {
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/stat") or return undef;
+	my $stat = <$fh> // '';
+	close $fh;
+	return undef if $stat =~ /\)\s+Z\s/;
+	open($fh, '<', "/proc/$pid/cmdline") or return undef;
+	local $/;
+	my $cmd = <$fh> // '';
+	close $fh;
+	$cmd =~ s/\0+/ /g;
+	return $cmd;
+}
+
+# Whether a child with this title may accept connections: a worker not shutting down, or a
+# process without nginx's titles (nginx under valgrind keeps the valgrind command line).
+sub _accepting {
+	my ($title) = @_;
+	return $title !~ /^nginx: / || ($title =~ /worker process/ && $title !~ /shutting down/);
 }
 
 # conf_test($t, $name, $conf): writes $conf (expanded) and runs `nginx -t` on it; returns

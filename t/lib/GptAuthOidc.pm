@@ -31,6 +31,7 @@ use POSIX qw/ WNOHANG /;
 use Time::HiRes qw/ sleep time /;
 use Test::More qw//;
 use Test::Nginx qw/ http port /;
+use GptAuth qw/ read_reply /;
 
 # The repository: the parent of the directory holding the test files.
 sub repo_dir {
@@ -262,7 +263,7 @@ sub forms {
 # The user agent.
 
 # web($method, $url, [jar => $jar], [accept => ...], [headers => [...]], [form => [k, v, ...]],
-#     [cookie => 'extra=1'])
+#     [cookie => 'extra=1'], [timeout => seconds (default 15)])
 # One HTTP/1.0 request to 127.0.0.1:<port of $url> with Host from $url. Cookies from the jar
 # are sent and Set-Cookie headers stored into it. Returns the raw response ('' on failure).
 sub web {
@@ -294,7 +295,8 @@ sub web {
 	$r .= "\r\n";
 	$r .= $body if defined $body;
 
-	my $res = http($r, PeerAddr => "127.0.0.1:$u->{port}", timeout => $a{timeout} // 15) // '';
+	my $s = http($r, PeerAddr => "127.0.0.1:$u->{port}", start => 1);
+	my $res = $s ? read_reply($s, $a{timeout} // 15) // '' : '';
 	$a{jar}->store($url, $res) if $a{jar};
 	return $res;
 }
