@@ -1,18 +1,26 @@
 #!/bin/bash
-# Starts the gpt_auth demo (used by `make run`): the bundled test OpenID provider on
-# 127.0.0.1:9000 and nginx with the module in the foreground on http://127.0.0.1:8080/.
+# Starts the gpt_auth demo (used by `make run`): the bundled test OpenID provider and nginx with
+# the module, in the foreground, until Ctrl-C or SIGTERM (both stop everything it started).
 # Usage: tools/run-demo.sh NGINX MODULE_SO GPT_AUTH_CLI
+# Ports (environment): DEMO_PORT (nginx, default 8080), DEMO_IDP_PORT (the provider, 9000);
+# DEMO_DIR: where its files go (default build/demo).
 set -eu
 
 nginx="$1"
 module="$2"
 cli="$3"
 top="$(cd "$(dirname "$0")/.." && pwd)"
-demo="$top/build/demo"
+demo="${DEMO_DIR:-$top/build/demo}"
+port="${DEMO_PORT:-8080}"
+idp_port="${DEMO_IDP_PORT:-9000}"
 
-for port in 8080 9000; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "run-demo: 127.0.0.1:$port is in use; stop what runs there first" >&2
+for p in "$port" "$idp_port"; do
+    case "$p" in
+        ''|*[!0-9]*) echo "run-demo: port \"$p\" is not a number" >&2; exit 2 ;;
+    esac
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "run-demo: 127.0.0.1:$p is in use; stop what runs there, or choose other ports:" >&2
+        echo "          make run DEMO_PORT=8081 DEMO_IDP_PORT=9001" >&2
         exit 1
     fi
 done
@@ -20,7 +28,9 @@ done
 mkdir -p "$demo/tmp"
 rm -rf "$demo/html"
 cp -r "$top/nginx-conf/demo-html" "$demo/html"
-cp "$top/nginx-conf/demo.conf" "$demo/nginx.conf"
+# The configuration with the chosen ports (demo.conf itself uses 8080 and 9000).
+sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$port/g" -e "s/127\.0\.0\.1:9000/127.0.0.1:$idp_port/g" \
+    "$top/nginx-conf/demo.conf" > "$demo/nginx.conf"
 cp "$top/nginx-conf/gpt_auth_fetch.conf" "$demo/gpt_auth_fetch.conf"
 [ -s "$demo/demo.keys" ] || (umask 077; "$cli" keygen > "$demo/demo.keys")
 [ -s "$demo/demo.secret" ] || (umask 077; "$cli" keygen > "$demo/demo.secret")
@@ -28,11 +38,11 @@ printf '# who may sign in\n@example.com\n' > "$demo/company.allow"
 printf '# who may use GPT-4\nalice@example.com\n' > "$demo/gpt4.allow"
 cat > "$demo/oidc.json" <<JSON
 {
-  "issuer": "http://127.0.0.1:9000",
+  "issuer": "http://127.0.0.1:$idp_port",
   "clients": [{
     "client_id": "demo",
     "client_secret": "$(cat "$demo/demo.secret")",
-    "redirect_uris": ["http://127.0.0.1:8080/callback"],
+    "redirect_uris": ["http://127.0.0.1:$port/callback"],
     "token_endpoint_auth_method": "client_secret_basic"
   }],
   "users": [
@@ -43,11 +53,20 @@ cat > "$demo/oidc.json" <<JSON
 }
 JSON
 
-node "$top/t/oidc/provider.mjs" --port 9000 --config "$demo/oidc.json" --log "$demo/oidc.log" &
+node "$top/t/oidc/provider.mjs" --port "$idp_port" --config "$demo/oidc.json" --log "$demo/oidc.log" &
 provider=$!
-trap 'kill $provider 2>/dev/null || true' EXIT INT TERM
+nginx_pid=""
+stop() {
+    trap - EXIT INT TERM
+    [ -z "$nginx_pid" ] || kill -QUIT "$nginx_pid" 2>/dev/null || true
+    kill "$provider" 2>/dev/null || true
+    [ -z "$nginx_pid" ] || wait "$nginx_pid" 2>/dev/null || true
+    wait "$provider" 2>/dev/null || true
+}
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 i=0
-until (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null; do
+until (exec 3<>"/dev/tcp/127.0.0.1/$idp_port") 2>/dev/null; do
     i=$((i + 1))
     [ $i -lt 100 ] || { echo "run-demo: the provider did not start (see $demo/oidc.log)" >&2; exit 1; }
     sleep 0.1
@@ -58,7 +77,8 @@ user=""
 
 cat <<MSG
 
-gpt_auth demo: open http://127.0.0.1:8080/ in a browser (Ctrl-C stops it; logs in build/demo/).
+gpt_auth demo: open http://127.0.0.1:$port/ in a browser (Ctrl-C or SIGTERM stops it; logs in
+build/demo/).
 
   Sign in with the demo provider as
     alice@example.com / alice   may use the chat and GPT-4
@@ -66,11 +86,15 @@ gpt_auth demo: open http://127.0.0.1:8080/ in a browser (Ctrl-C stops it; logs i
     eve@example.org   / eve     is not on company.allow: "not allowed" at sign-in
 
   From a shell:
-    curl -i http://127.0.0.1:8080/api/whoami                    # 401: no session
-    curl -i -H 'Accept: text/html' http://127.0.0.1:8080/        # 302 to the login page
+    curl -i http://127.0.0.1:$port/api/whoami                    # 401: no session
+    curl -i -H 'Accept: text/html' http://127.0.0.1:$port/        # 302 to the login page
     curl -b "\$($cli mint -k $demo/demo.keys -e alice@example.com --pair)" \\
-         http://127.0.0.1:8080/api/whoami                      # {"user": "alice@example.com"}
+         http://127.0.0.1:$port/api/whoami                      # {"user": "alice@example.com"}
 
 MSG
+# In the background, so that the traps run when a signal comes (bash runs them only between
+# commands, never while it waits for a foreground one).
 "$nginx" -p "$demo/" -c "$demo/nginx.conf" -e "$demo/error.log" \
-    -g "load_module $module; daemon off; $user"
+    -g "load_module $module; daemon off; $user" &
+nginx_pid=$!
+wait "$nginx_pid"

@@ -132,6 +132,8 @@ pub struct LocConf {
     /// Built when merged. Boxed: the finder holds SIMD vectors, more strictly aligned than the
     /// nginx pool this struct lives in.
     pub session_cookie: Option<Box<SessionCookie>>,
+    /// The "plain http with Secure cookies" error was logged (once per worker and location).
+    pub insecure_site_logged: core::cell::Cell<bool>,
 }
 
 impl Default for LocConf {
@@ -161,6 +163,7 @@ impl Default for LocConf {
             handler_source: Source::default(),
             login_providers: Vec::new(),
             session_cookie: None,
+            insecure_site_logged: core::cell::Cell::new(false),
         }
     }
 }

@@ -12,7 +12,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use subtle::ConstantTimeEq;
 
 use super::flow::{self, Flow, Kind};
-use super::request::{cookie, param, redirect_uri};
+use super::request::{cookie, drops_secure_cookies, param, redirect_uri, report_insecure_site};
 use crate::conf::{LocConf, Provider};
 use crate::ngx::response::finalize;
 use crate::ngx::time::now;
@@ -47,6 +47,11 @@ fn login_state(
     let keys = lcf.keys.as_ref().ok_or(Page::BadRequest)?;
     let name = state::cookie_name(lcf.cookie_name(), sid);
     let Some(value) = cookie(r, &name) else {
+        if drops_secure_cookies(r, lcf) {
+            report_insecure_site(r, lcf);
+            info!(r, "login refused: no login state cookie (plain http, Secure cookies)");
+            return Err(Page::InsecureSite);
+        }
         info!(
             r,
             "login refused: no login state cookie for this answer (expired, used, or another \

@@ -11,7 +11,7 @@ use ngx::http::Request;
 
 use super::flow::{self, Flow, Kind};
 use super::provider::STATE_TTL;
-use super::request::{param, redirect_uri, return_url};
+use super::request::{drops_secure_cookies, param, redirect_uri, report_insecure_site, return_url};
 use super::{random, state as login_state};
 use crate::conf::{LocConf, Provider};
 use crate::gate::{self, Outcome};
@@ -43,6 +43,12 @@ ngx_entry! {
 }
 
 fn login_page(r: &mut Request, lcf: &LocConf, ret: &str) -> ngx_int_t {
+    let notice = if drops_secure_cookies(r, lcf) {
+        report_insecure_site(r, lcf);
+        format!("<p class=\"warning\">{}</p>", escape(pages::INSECURE_SITE))
+    } else {
+        String::new()
+    };
     let Some(providers) = provider_buttons(r, lcf, ret) else { return NGX_ERROR as ngx_int_t };
     let signed_in = match gate::verdict::current(r) {
         Some(v) if v.outcome == Outcome::Allowed => match v.email() {
@@ -57,7 +63,12 @@ fn login_page(r: &mut Request, lcf: &LocConf, ret: &str) -> ngx_int_t {
     };
     let body = render(
         lcf.login_page.as_deref().map_or(DEFAULT_LOGIN, String::as_str),
-        &[("providers", &providers), ("signed_in", &signed_in), ("return_url", &escape(ret))],
+        &[
+            ("providers", &providers),
+            ("signed_in", &signed_in),
+            ("return_url", &escape(ret)),
+            ("notice", &notice),
+        ],
     );
     send_response(r, NGX_HTTP_OK as ngx_uint_t, HTML, body.as_bytes())
 }

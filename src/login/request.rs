@@ -52,3 +52,37 @@ pub fn return_url(r: &Request, lcf: &LocConf, rd: Option<&str>) -> String {
     }
     lcf.default_return_url.clone().unwrap_or_else(|| "/".to_owned())
 }
+
+/// Whether the browser will drop this site's cookies: a plain-http request (neither TLS here
+/// nor `X-Forwarded-Proto: https` from a TLS proxy in front) to a site whose cookies are
+/// `Secure`, and not on a loopback name (browsers keep Secure cookies of `http://localhost`).
+pub fn drops_secure_cookies(r: &Request, lcf: &LocConf) -> bool {
+    if !lcf.secure() || r.is_https() {
+        return false;
+    }
+    let proxied_tls =
+        r.headers().any(|(n, v)| n == b"x-forwarded-proto" && v.eq_ignore_ascii_case(b"https"));
+    let host = r.host();
+    // Without the port (an IPv6 literal keeps its brackets).
+    let host = match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host[..i].ends_with(b"]") && host.first() != Some(&b'[') => &host[..i],
+        Some(i) if host[..i].ends_with(b"]") => &host[..i],
+        _ => host,
+    };
+    let loopback =
+        host.eq_ignore_ascii_case(b"localhost") || host.starts_with(b"127.") || host == b"[::1]";
+    !proxied_tls && !loopback
+}
+
+/// Logs, at `error` and once per worker and location, that sign-in cannot work here.
+pub fn report_insecure_site(r: &Request, lcf: &LocConf) {
+    if lcf.insecure_site_logged.replace(true) {
+        return;
+    }
+    error!(
+        r,
+        "the login site is served over plain http but \"gpt_auth_cookie_secure\" is on: browsers \
+         drop its login-state and session cookies, so every sign-in fails; serve it over https \
+         (or set \"gpt_auth_cookie_secure off\" for development)"
+    );
+}

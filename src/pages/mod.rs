@@ -38,12 +38,23 @@ pub enum Page {
     ProviderDown,
     /// 504: the provider did not answer in time.
     ProviderTimeout,
+    /// 400: the login state cookie is missing on a plain-http site whose cookies are `Secure`
+    /// (the browser never kept it).
+    InsecureSite,
 }
+
+/// What the login site says when it is served over plain http while its cookies are `Secure`.
+pub const INSECURE_SITE: &str = "This sign-in page is served over plain http, but its cookies \
+    are marked Secure: the browser does not keep them, so signing in cannot work. \
+    Administrators: serve the login site over https (or, for development only, set \
+    gpt_auth_cookie_secure off).";
 
 impl Page {
     fn status(self) -> ngx_uint_t {
         (match self {
-            Page::StaleLogin | Page::BadRequest => nginx_sys::NGX_HTTP_BAD_REQUEST,
+            Page::StaleLogin | Page::BadRequest | Page::InsecureSite => {
+                nginx_sys::NGX_HTTP_BAD_REQUEST
+            }
             Page::Cancelled => nginx_sys::NGX_HTTP_FORBIDDEN,
             Page::BadToken => nginx_sys::NGX_HTTP_UNAUTHORIZED,
             Page::ProviderDown => nginx_sys::NGX_HTTP_BAD_GATEWAY,
@@ -73,6 +84,7 @@ impl Page {
                 "Sign-in unavailable",
                 "The identity provider did not answer in time. Please try again in a moment.",
             ),
+            Page::InsecureSite => ("Sign-in cannot work here", INSECURE_SITE),
         }
     }
 }
