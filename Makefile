@@ -8,6 +8,7 @@
 #   make bench    performance: vs no auth, secure_link, auth_request (bench/README.md)
 #   make fuzz     every fuzz target FUZZ_SECONDS (60) s; corpus kept in fuzz/corpus (fuzz/README.md)
 #   make fuzz-smoke  every fuzz target briefly on the committed corpus (CI)
+#   make check-nginx-build  build with ./configure --add-dynamic-module (the config file), load it
 #
 # NGINX_SOURCE_DIR=/path/to/nginx  build against another, already configured nginx source tree
 #                                  (configured --with-compat, with objs/ present).
@@ -62,13 +63,14 @@ PREFIX        ?= /usr/local
 MODULES_DIR   ?= /usr/lib/nginx/modules
 MODULES_AVAIL ?= /usr/share/nginx/modules-available
 MODULES_ENAB  ?= /etc/nginx/modules-enabled
+SNIPPETS_DIR  ?= /etc/nginx/snippets
 
-.PHONY: all build build-test-hooks deps test test-valgrind unittest prove prove-upstream nginx-tests-lib check run bench fuzz fuzz-smoke install uninstall clean help
+.PHONY: check-nginx-build all build build-test-hooks deps test test-valgrind unittest prove prove-upstream nginx-tests-lib check run bench fuzz fuzz-smoke install uninstall clean help
 
 all: build
 
 help:
-	@sed -n '2,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@tools/install-deps.sh test
@@ -157,17 +159,24 @@ fuzz:
 fuzz-smoke:
 	tools/fuzz.sh smoke
 
+# The module built by nginx's own build system (the `config` file), against Debian's tree.
+check-nginx-build: build
+	tools/check-nginx-build.sh "$(NGINX)" "$(CURDIR)/$(CLI)"
+
 install: build
 	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(MODULES_DIR)/$(MODULE).so
 	install -D -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/gpt-auth
 	mkdir -p $(DESTDIR)$(MODULES_AVAIL) $(DESTDIR)$(MODULES_ENAB)
 	echo "load_module $(MODULES_DIR)/$(MODULE).so;" > $(DESTDIR)$(MODULES_AVAIL)/mod-http-gpt-auth.conf
 	ln -sf $(MODULES_AVAIL)/mod-http-gpt-auth.conf $(DESTDIR)$(MODULES_ENAB)/50-mod-http-gpt-auth.conf
-	@echo "installed; check with: nginx -t"
+	install -D -m 0644 nginx-conf/gpt_auth_fetch.conf $(DESTDIR)$(SNIPPETS_DIR)/gpt_auth_fetch.conf
+	@echo "installed (the module is enabled in $(MODULES_ENAB): no load_module needed);"
+	@echo "include $(SNIPPETS_DIR)/gpt_auth_fetch.conf in your login server; check with: nginx -t"
 
 uninstall:
 	rm -f $(DESTDIR)$(MODULES_DIR)/$(MODULE).so $(DESTDIR)$(PREFIX)/bin/gpt-auth \
 		$(DESTDIR)$(MODULES_AVAIL)/mod-http-gpt-auth.conf \
+		$(DESTDIR)$(SNIPPETS_DIR)/gpt_auth_fetch.conf \
 		$(DESTDIR)$(MODULES_ENAB)/50-mod-http-gpt-auth.conf
 
 clean:
