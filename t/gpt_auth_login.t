@@ -208,7 +208,7 @@ my %P = (
 );
 
 $idp->start();
-$t->run()->plan(123);
+$t->run()->plan(125);
 
 ###############################################################################
 
@@ -509,6 +509,8 @@ $mark = log_offset($t);
 $r = request('/logout', host => 'auth.example.test', cookie => "gpt_auth=$session");
 is(status($r), 302, 'logout: 302');
 is(header($r, 'Location'), 'http://auth.example.test/login', 'logout: to the login URL');
+is(header($r, 'Clear-Site-Data'), '"cache"', 'logout: the login site\'s cached pages cleared');
+is(header($r, 'Cache-Control'), 'no-store', 'logout: the answer itself not cached');
 @sc = headers($r, 'Set-Cookie');
 is_deeply(\@sc, [
 	'gpt_auth=; Path=/; Domain=.example.test; Max-Age=0; HttpOnly; SameSite=Lax; '

@@ -101,7 +101,10 @@ fn this_url(r: &Request) -> Vec<u8> {
 
 fn to_login(r: &mut Request, login: &str) -> ngx_int_t {
     let location = with_query_param(login, "rd", &this_url(r));
-    if set_location(r, location.as_bytes()).is_none() {
+    // Never reused by the browser: once signed in, the same URL must show the page.
+    if set_location(r, location.as_bytes()).is_none()
+        || add_header(r, "Cache-Control", b"no-store").is_none()
+    {
         return NGX_ERROR as ngx_int_t;
     }
     NGX_HTTP_MOVED_TEMPORARILY as ngx_int_t

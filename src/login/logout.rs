@@ -33,6 +33,11 @@ ngx_entry! {
                     return NGX_ERROR as ngx_int_t;
                 }
             }
+            // Pages of this site the browser still holds (protected ones are never stored:
+            // see gpt_auth_cache_control; this covers a login site that is also an app).
+            if add_header(r, "Clear-Site-Data", b"\"cache\"").is_none() {
+                return NGX_ERROR as ngx_int_t;
+            }
             let target = match param(r, "rd").filter(|s| !s.is_empty()) {
                 Some(rd) => return_url(r, lcf, Some(&rd)),
                 None => pages::login_url(r, lcf),

@@ -412,6 +412,12 @@ await check(`protected content "${content}" is shown`, async () => {
   return true;
 }, { needs: [cSignedIn] });
 
+await check('protected page is sent with Cache-Control "private, no-store"', async () => {
+  const resp = await page.goto(protectedUrl, { waitUntil: 'load', timeout: stepTimeout });
+  const cc = resp ? (await resp.allHeaders())['cache-control'] : undefined;
+  return cc === 'private, no-store' || `Cache-Control: ${cc}`;
+}, { needs: [cSignedIn] });
+
 // (c) The session cookie.
 let cookie;
 const cCookie = await check(`session cookie ${cookieName} is set`, async () => {
