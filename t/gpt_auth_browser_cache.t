@@ -6,6 +6,8 @@
 # of the browser's cache, so Back and a new visit after logout ask nginx, which sends the
 # browser to the login page. The same run with `gpt_auth_cache_control off` shows that the test
 # can fail: then Chromium shows the page from its cache, without asking nginx.
+# The logout happens elsewhere (the session cookie simply goes, as after a logout at the login
+# site on another origin), so that the login site's Clear-Site-Data does not help here.
 # Plain http on localhost: Chromium's HTTP cache keeps nothing from a site with a certificate
 # error, so the TLS end-to-end test cannot show this.
 
@@ -98,7 +100,7 @@ my $base = 'http://localhost:' . port(8080);
 
 my sub drive {
 	my ($prefix) = @_;
-	my $out = `"$peers{node}" "$repo/t/e2e/cache-after-logout.mjs" --base $base --cookie '$cookie' --content '$CONTENT' --chromium "$peers{chromium}" --prefix $prefix 2>&1`;
+	my $out = `"$peers{node}" "$repo/t/e2e/cache-after-logout.mjs" --base $base --cookie '$cookie' --content '$CONTENT' --chromium "$peers{chromium}" --prefix $prefix --logout-by cookies 2>&1`;
 	return ($? >> 8, $out);
 }
 

@@ -26,6 +26,9 @@ const { values: opt } = parseArgs({
     content: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
     prefix: { type: 'string', default: 'app' },
+    // "url": GET /logout on this site; "cookies": the session cookie disappears as when the
+    // logout happens on another origin (the login site), which clears nothing here.
+    'logout-by': { type: 'string', default: 'url' },
   },
 });
 const page = `${opt.base}/${opt.prefix}/page.html`;
@@ -51,7 +54,14 @@ try {
     const resp = await p.goto(page);
     console.log(`header Cache-Control: ${(await resp.allHeaders())['cache-control'] ?? '(none)'}`);
   });
-  await step('logout', () => p.goto(`${opt.base}/logout`));
+  await step('logout', async () => {
+    if (opt['logout-by'] === 'cookies') {
+      await context.clearCookies();
+      await p.goto(`${opt.base}/login-page`);
+    } else {
+      await p.goto(`${opt.base}/logout`);
+    }
+  });
   await step('back', () => p.goBack());
   await step('again', () => p.goto(page));
   await context.close();
