@@ -262,7 +262,8 @@ class Request:
         return "close" not in tokens
 
 
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
+async def read_request(reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> Request | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as e:
@@ -288,6 +289,9 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
         k, v = line.split(":", 1)
         headers.append((k.strip(), v.strip()))
     req = Request(method, target, version, headers, b"")
+    if version == "HTTP/1.1" and (req.header("expect") or "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl asks for it on large bodies
+        await writer.drain()
     te = (req.header("transfer-encoding") or "").lower()
     if te:
         if te != "chunked":
@@ -471,7 +475,7 @@ class Server:
         try:
             while True:
                 try:
-                    req = await read_request(reader)
+                    req = await read_request(reader, writer)
                 except (BadRequest, ValueError, asyncio.IncompleteReadError,
                         asyncio.LimitOverrunError) as e:
                     body = json.dumps(openai_error_body(400, "", f"mock: bad HTTP request: {e}"))

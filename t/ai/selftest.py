@@ -576,9 +576,15 @@ def raw_request(port, method, path, headers=None, body=None, version="HTTP/1.1",
     req = f"{method} {path} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
     sock.sendall(req.encode() + b"\r\n" + data)
     f = sock.makefile("rb")
-    status_line = f.readline().decode()
-    status = int(status_line.split()[1])
-    rh = {}
+    interim = []
+    while True:
+        status = int(f.readline().decode().split()[1])
+        if status >= 200:
+            break
+        interim.append(status)
+        while f.readline() not in (b"\r\n", b""):  # an interim (1xx) answer
+            pass
+    rh = {"_interim": interim} if interim else {}
     while True:
         line = f.readline().decode()
         if line in ("\r\n", ""):
@@ -867,6 +873,22 @@ def raw_checks(res, port, mock):
     res.check("raw HTTP/1.0: no chunked, Connection: close, body to the close",
               "transfer-encoding" not in h and "content-length" not in h
               and h.get("connection") == "close" and b.endswith(b"data: [DONE]\n\n"), h)
+
+    # Concurrency: 16 streams at once, interleaved by the delays
+    def one(i):
+        st, h, b, _ = raw_request(port, "POST", "/v1/chat/completions",
+                                  {"X-Mock-Events": "20", "X-Mock-Seed": str(i),
+                                   "X-Mock-Delay-Ms": "5"}, chat_body)
+        objs = [json.loads(bl[0][1]) for bl in sse_blocks(b.decode())[:-1]]
+        return "".join(o["choices"][0]["delta"].get("content") or ""
+                       for o in objs[:-1]) == expected_text(i, 20)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        oks = list(pool.map(one, range(16)))
+    res.check("raw: 16 concurrent streams, each intact", all(oks), oks)
+    st, h, b, _ = raw_request(port, "POST", "/v1/chat/completions", {"Expect": "100-continue"},
+                              dict(body_no_usage, stream=False))
+    res.check("raw: Expect: 100-continue gets 100, then the answer",
+              st == 200 and h.get("_interim") == [100], (st, h))
 
     # The log endpoint
     st, h, b, _ = raw_request(port, "GET", "/_mock/log")
