@@ -6,3 +6,4 @@
 //! Everything here is pure: the nginx module feeds bytes in and acts on what comes out.
 
 pub mod request;
+pub mod sse;
