@@ -6,4 +6,7 @@
 //! Everything here is pure: the nginx module feeds bytes in and acts on what comes out.
 
 pub mod request;
+pub mod response;
 pub mod sse;
+
+pub use response::{Api, Usage};
