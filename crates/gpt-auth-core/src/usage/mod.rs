@@ -5,8 +5,11 @@
 //!
 //! Everything here is pure: the nginx module feeds bytes in and acts on what comes out.
 
+pub mod glob;
+pub mod price;
 pub mod request;
 pub mod response;
 pub mod sse;
 
+pub use glob::glob_match;
 pub use response::{Api, Usage};
