@@ -4,7 +4,12 @@
 //! - `idtoken_verify/rs256`, `idtoken_verify/es256`: the login callback's expensive step, an ID
 //!   token verified against an already parsed key set (a warm JWKS cache), claims included;
 //! - `session_decode`: the per-request session cookie check;
-//! - `allowlist_allows/*`: the per-request allowlist lookup, on 100,000 addresses and on 3.
+//! - `allowlist_allows/*`: the per-request allowlist lookup, on 100,000 addresses and on 3;
+//! - `usage_request/scan_100k`: an AI API request body of 100 KB (a chat with its history and
+//!   tools) scanned for its model, stream flag and output limit (`usage::request::parse`);
+//! - `usage_stream/chat_50_events`: a streamed chat completion of 50 events, fed in 1400-byte
+//!   chunks through a new `usage::sse::Parser` and `usage::response::StreamMeter`, as the
+//!   module's body filter meters an answer.
 //!
 //! Tokens are signed with the test keys in `tests/fixtures/` (see its README), the same way the
 //! unit tests in `src/idtoken.rs` sign them.
@@ -20,6 +25,9 @@ use gpt_auth_core::cookie_header;
 use gpt_auth_core::idtoken::{self, Expectations, Jwks};
 use gpt_auth_core::keys::{encode_key, KeyRing};
 use gpt_auth_core::session;
+use gpt_auth_core::usage::response::{Disposition, StreamMeter};
+use gpt_auth_core::usage::sse::{Item, Parser};
+use gpt_auth_core::usage::{request, Api};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 
@@ -147,6 +155,93 @@ fn allowlist_allows(c: &mut Criterion) {
     g.finish();
 }
 
+/// A chat completions request of about `size` bytes: a system prompt, alternating turns and a
+/// tool with a JSON schema, model and stream flag first as the SDKs write them.
+fn chat_request(size: usize) -> Vec<u8> {
+    let turn = "Explain how the \"usage\" object is reported when streaming, with an example. \
+                Los tokens en caché cuestan menos; 缓存的令牌更便宜. ";
+    let mut messages = vec![json!({"role": "system", "content": "You are a helpful assistant."})];
+    let mut body = Vec::new();
+    while body.len() < size {
+        let role = if messages.len() % 2 == 1 { "user" } else { "assistant" };
+        messages.push(json!({"role": role, "content": turn.repeat(4)}));
+        body = serde_json::to_vec(&json!({
+            "model": "gpt-4o-mini",
+            "stream": true,
+            "messages": messages,
+            "tools": [{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {
+                    "location": {"type": "string"}, "model": {"type": "string"}},
+                    "required": ["location"]}}}],
+            "max_completion_tokens": 1024,
+        }))
+        .expect("serializes");
+    }
+    body
+}
+
+/// A chat completions stream of 50 events: the role chunk, 46 content deltas, the finish
+/// chunk, the usage chunk and `[DONE]` (the chunk shape of OpenAI's reference).
+fn chat_stream() -> Vec<u8> {
+    let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
+        let c = json!({"id": "chatcmpl-123", "object": "chat.completion.chunk",
+            "created": 1694268190, "model": "gpt-4o-mini", "system_fingerprint": "fp_44709d6fcb",
+            "choices": choices, "usage": usage, "obfuscation": "r4N7vQ2m"});
+        format!("data: {c}\n\n")
+    };
+    let delta = |d: serde_json::Value, finish: serde_json::Value| json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}]);
+    let mut s = chunk(delta(json!({"role": "assistant", "content": ""}), json!(null)), json!(null));
+    for i in 0..46 {
+        s += &chunk(delta(json!({"content": format!(" word{i}")}), json!(null)), json!(null));
+    }
+    s += &chunk(delta(json!({}), json!("stop")), json!(null));
+    s += &chunk(
+        json!([]),
+        json!({"prompt_tokens": 19, "completion_tokens": 47, "total_tokens": 66,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}),
+    );
+    s += "data: [DONE]\n\n";
+    s.into_bytes()
+}
+
+/// What the body filter does for one answer: parse, meter, count what it would forward.
+fn meter_stream(stream: &[u8], chunk: usize) -> (Option<u64>, u64) {
+    let mut parser = Parser::new();
+    let mut meter = StreamMeter::new(Api::ChatCompletions, true);
+    let mut removed = 0;
+    for c in stream.chunks(chunk) {
+        parser.feed(c, |item| {
+            if let Item::Event(e) = item {
+                if meter.on_event(&e) == Disposition::Remove {
+                    removed += e.span.len();
+                }
+            }
+        });
+    }
+    parser.finish(|_| {});
+    (meter.usage().map(|u| u.output), removed)
+}
+
+fn usage_metering(c: &mut Criterion) {
+    let body = chat_request(100_000);
+    let info = request::parse(&body).expect("request parses");
+    assert_eq!(info.model.as_deref(), Some("gpt-4o-mini"));
+    let mut g = c.benchmark_group("usage_request");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("scan_100k", |b| b.iter(|| request::parse(black_box(&body))));
+    g.finish();
+
+    let stream = chat_stream();
+    let (output, removed) = meter_stream(&stream, 1400);
+    assert_eq!(output, Some(47));
+    assert!(removed > 0);
+    let mut g = c.benchmark_group("usage_stream");
+    g.throughput(Throughput::Bytes(stream.len() as u64));
+    g.bench_function("chat_50_events", |b| b.iter(|| meter_stream(black_box(&stream), 1400)));
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -156,6 +251,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = idtoken_verify, session_decode, allowlist_allows
+    targets = idtoken_verify, session_decode, allowlist_allows, usage_metering
 }
 criterion_main!(benches);

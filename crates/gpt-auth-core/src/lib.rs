@@ -30,3 +30,4 @@ pub mod set_cookie;
 pub mod state;
 pub mod token_response;
 pub mod url;
+pub mod usage;
