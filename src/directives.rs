@@ -56,7 +56,7 @@ const fn http(name: &'static core::ffi::CStr, args: u32, set: DirectiveHandler) 
     command(name, NGX_HTTP_MAIN_CONF | args, set, NGX_HTTP_MAIN_CONF_OFFSET, 0)
 }
 
-pub static mut COMMANDS: [ngx_command_t; 26] = [
+pub static mut COMMANDS: [ngx_command_t; 28] = [
     any_level(c"gpt_auth", NGX_CONF_FLAG, general::enable),
     any_level(c"gpt_auth_key_file", NGX_CONF_TAKE1, general::key_file),
     any_level(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, general::cookie_name),
@@ -97,5 +97,7 @@ pub static mut COMMANDS: [ngx_command_t; 26] = [
     any_level(c"gpt_auth_quota", NGX_CONF_1MORE, quota::directives::quota),
     any_level(c"gpt_auth_quota_page", NGX_CONF_TAKE1, general::quota_page),
     location(c"gpt_auth_quota_report", NGX_CONF_TAKE1, quota::directives::quota_report),
+    location(c"gpt_auth_quota_admin", NGX_CONF_TAKE1, quota::directives::quota_admin),
+    http(c"gpt_auth_quota_group", NGX_CONF_1MORE, quota::directives::quota_group),
     ngx_command_t::empty(),
 ];

@@ -20,8 +20,8 @@
 use core::ptr;
 
 use nginx_sys::{
-    ngx_http_module_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_module_t, ngx_uint_t,
-    NGX_HTTP_MODULE,
+    ngx_http_module_t, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_phases_NGX_HTTP_LOG_PHASE,
+    ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
 };
 // `::ngx` is the crate; `crate::ngx` (the FFI layer) is the module.
 use ::ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
@@ -106,6 +106,7 @@ ngx_entry! {
     conf_hook fn postconfiguration(cf) {
         crate::ngx::filter::install_header_filter(gate::cache::cache_control_filter);
         add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, gate::access::access_handler)
+            && add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_LOG_PHASE, quota::charge::log_handler)
     }
 }
 

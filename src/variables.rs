@@ -12,7 +12,7 @@ use ngx::ngx_string;
 
 use crate::gate::variables as gate;
 use crate::login::fetch;
-use crate::quota::charge as quota;
+use crate::quota::variables as quota;
 
 type Getter = unsafe extern "C" fn(
     *mut nginx_sys::ngx_http_request_t,
@@ -32,7 +32,7 @@ const fn variable(name: ngx_str_t, get: Getter) -> ngx_http_variable_t {
 }
 
 /// The table, registered in `preconfiguration` (nginx copies what it keeps).
-pub const VARIABLES: [ngx_http_variable_t; 11] = [
+pub const VARIABLES: [ngx_http_variable_t; 12] = [
     variable(ngx_string!("gpt_auth_email"), gate::email),
     variable(ngx_string!("gpt_auth_result"), gate::result),
     variable(ngx_string!("gpt_auth_fetch_url"), fetch::var_url),
@@ -44,4 +44,5 @@ pub const VARIABLES: [ngx_http_variable_t; 11] = [
     variable(ngx_string!("gpt_auth_quota_day_remaining"), quota::day_remaining),
     variable(ngx_string!("gpt_auth_quota_month_used"), quota::month_used),
     variable(ngx_string!("gpt_auth_quota_month_remaining"), quota::month_remaining),
+    variable(ngx_string!("gpt_auth_quota_warning"), quota::warning),
 ];

@@ -230,7 +230,7 @@ $t->write_file('quota.html',
 	. "resets {{resets}} in {{retry_after}} s ({{retry_after_text}})\n");
 $t->write_file('too_many.html', "operator's own 429 page\n");
 
-$t->run()->plan(161);
+$t->run()->plan(163);
 
 ###############################################################################
 
@@ -603,10 +603,13 @@ is($j->{month_resets}, format_utc($p->{month_ends}), 'report: month_resets');
 is(join(' ', map { "$_->{email}:$_->{day}:$_->{month}" } @{ $j->{users} // [] }),
 	'max@example.com:5:5 amy@example.com:3:3 zed@example.com:3:3 <b>@example.com:1:1',
 	'report: users heaviest first, ties by address, lower-cased, unused users left out');
-is(join(',', sort keys %$j), 'day,day_resets,generated,month,month_resets,users,zone',
+is(join(',', sort keys %$j), 'day,day_resets,generated,groups,month,month_resets,users,zone',
 	'report: exactly the documented fields');
-is(join(',', sort keys %{ $j->{users}[0] // {} }), 'day,email,month',
+is(join(',', sort keys %{ $j->{users}[0] // {} }), 'day,email,models,month,usage',
 	'report: user fields');
+is(join(',', sort keys %{ $j->{users}[0]{usage}{month} // {} }), 'cost,input_tokens,output_tokens,requests',
+	'report: usage fields');
+is($j->{users}[0]{usage}{month}{requests}, $j->{users}[0]{month}, 'report: usage requests = month');
 
 $r = req('/usage', $admin, accept => 'application/json');
 is(header($r, 'Content-Type'), 'application/json', 'report with Accept: application/json: JSON');

@@ -100,7 +100,7 @@ my @cases = (
 		qr/"gpt_auth_quota" directive quota overrides "\S+none\.overrides" \(2: No such file or directory\)/],
 	['quota: broken overrides file', $zone,
 		'gpt_auth_quota zone=chat day=1 overrides=bad.overrides;',
-		qr/"gpt_auth_quota" directive quota overrides "\S+bad\.overrides": line 2: "hour": expected day or month/],
+		qr/"gpt_auth_quota" directive quota overrides "\S+bad\.overrides": line 2: "hour": expected day, month, day_tokens, month_tokens, day_cost or month_cost/],
 	['quota: duplicate', $zone, 'gpt_auth_quota zone=chat day=1; gpt_auth_quota off;',
 		qr/"gpt_auth_quota" directive is duplicate/],
 	['quota: no arguments', $zone, 'gpt_auth_quota;',

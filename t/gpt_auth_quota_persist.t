@@ -2,13 +2,19 @@
 
 # gpt_auth: budgets survive. Counters carry on across `nginx -s reload` (the shared zone is
 # reused, with or without a state file, also when the budgets change; a zone whose size changed
-# is new and is filled from its state file); with state=, worker 0 writes them every interval and
-# at exit, by replacing the file, in the documented format (`gpt_auth_quota 1`, then
-# `<email> <day> <day_used> <month> <month_used>`), and a new nginx reads them back: a full
+# is new and takes the counters of the old one); with state=, worker 0 writes them every interval
+# and at exit, by replacing the file, in the documented format (`gpt_auth_quota 2`, then
+# `<key> <day> <month>` and the amounts), and a new nginx reads them back (version 1 too): a full
 # restart does not hand out fresh budgets. Entries of past days and months; missing, broken and
 # unwritable state files.
 
 ###############################################################################
+
+# A state file line (version 2) of a user with only requests counted.
+sub v2 {
+	my ($email, $day, $dreq, $month, $mreq) = @_;
+	return "$email $day $month $dreq 0 0 0 $mreq 0 0 0" . (' 0' x 8);
+}
 
 use warnings;
 use strict;
@@ -144,10 +150,10 @@ is(used('/kept/x', $alice), '200 4/4', 'kept: alice has 4');
 
 sleep(1.5);
 my @lines = state_lines('kept.quota');
-is($lines[0], 'gpt_auth_quota 1', 'state file written while running: header');
+is($lines[0], 'gpt_auth_quota 2', 'state file written while running: header');
 is(join("\n", sort @lines[1 .. $#lines]),
-	"alice\@example.com $p->{day} 4 $p->{month} 4\nbob\@example.com $p->{day} 2 $p->{month} 2",
-	'one line per user: address (lower case), day, used, month, used');
+	v2('alice@example.com', $p->{day}, 4, $p->{month}, 4) . "\n" . v2('bob@example.com', $p->{day}, 2, $p->{month}, 2),
+	'one line per user: address (lower case), day, month, then the amounts of day and month');
 opendir(my $dh, $dir);
 my @files = readdir $dh;
 closedir $dh;
@@ -162,12 +168,12 @@ my $ino = (stat($old))[1];
 req('/kept/x', $bob);
 sleep(1.5);
 @lines = state_lines('kept.quota');
-ok(grep({ $_ eq "bob\@example.com $p->{day} 3 $p->{month} 3" } @lines),
+ok(grep({ $_ eq v2('bob@example.com', $p->{day}, 3, $p->{month}, 3) } @lines),
 	'written again after the next interval');
 isnt((stat("$dir/kept.quota"))[1], $ino, 'a new file (inode) took its place');
 my @old_lines = <$old>;
 close $old;
-ok(grep({ $_ eq "bob\@example.com $p->{day} 2 $p->{month} 2\n" } @old_lines),
+ok(grep({ $_ eq v2('bob@example.com', $p->{day}, 2, $p->{month}, 2) . "\n" } @old_lines),
 	'the old file was not rewritten in place');
 
 # reload: the zones are reused, counters carry on (also without state=)
@@ -196,11 +202,11 @@ is(used('/kept/x', $alice), '200 6/6', 'reload back to day=10: alice goes on');
 sleep(1.5);
 write_conf(10, '2m');
 reload_and_wait($t);
-is(used('/kept/x', $alice), '200 7/7', 'reload with a new zone size: counts loaded from the state file');
+is(used('/kept/x', $alice), '200 7/7', 'reload with a new zone size: counts taken over from the old zone');
 is(used('/plain/x', $alice), '200 6/6', 'the unchanged zone is still reused (day=10 again)');
 sleep(1.5);
 @lines = state_lines('kept.quota');
-ok(grep({ $_ eq "alice\@example.com $p->{day} 7 $p->{month} 7" } @lines),
+ok(grep({ $_ eq v2('alice@example.com', $p->{day}, 7, $p->{month}, 7) } @lines),
 	'after reload the new worker 0 goes on writing');
 
 # a full restart: the state file carries the counters over
@@ -211,10 +217,10 @@ $t->stop();
 
 @lines = state_lines('kept.quota');
 is(join("\n", sort @lines[1 .. $#lines]),
-	"alice\@example.com $p->{day} 7 $p->{month} 7\nbob\@example.com $p->{day} 5 $p->{month} 5",
+	v2('alice@example.com', $p->{day}, 7, $p->{month}, 7) . "\n" . v2('bob@example.com', $p->{day}, 5, $p->{month}, 5),
 	'written at exit: the latest counts');
 @lines = state_lines('atexit.quota');
-is(join("\n", @lines), "gpt_auth_quota 1\nalice\@example.com $p->{day} 6 $p->{month} 6",
+is(join("\n", @lines), "gpt_auth_quota 2\n" . v2('alice@example.com', $p->{day}, 6, $p->{month}, 6),
 	'interval=1h: written at exit (relative path, under the prefix)');
 
 unlike(log_since($t, $log), qr/\[(error|warn)\].*(state|quota)/,
@@ -226,9 +232,11 @@ unlike(log_since($t, $log), qr/\[(error|warn)\].*(state|quota)/,
 # that the test does not depend on the calendar; day and month are kept independently)
 my $yesterday = $p->{day} - 1;
 $t->write_file('kept.quota', join('', map { "$_\n" } state_lines('kept.quota'),
-	"carol\@example.com $yesterday 7 $p->{month} 9",
-	"dave\@example.com 1 5 1 5",
-	"erin\@example.com 1 5 1 5"));
+	v2('carol@example.com', $yesterday, 7, $p->{month}, 9),
+	v2('dave@example.com', 1, 5, 1, 5),
+	v2('erin@example.com', 1, 5, 1, 5)));
+# the other zone's file in the format of version 1 (still read)
+$t->write_file('atexit.quota', "gpt_auth_quota 1\nalice\@example.com $p->{day} 6 $p->{month} 6\n");
 
 $log = log_offset($t);
 $t->run();
@@ -244,17 +252,17 @@ is(used('/atexit/x', $alice), '200 7/7', 'after restart: the at-exit write was l
 is(used('/kept/x', 'carol@example.com'), '200 1/10',
 	'an entry of yesterday: the day starts again, the month goes on');
 is(used('/kept/x', 'dave@example.com'), '200 1/1', 'an entry of a past month: starts again');
-like(log_since($t, $log), qr/\[notice\] .*gpt_auth: gpt_auth_quota_zone "kept": 5 users loaded from "\Q$dir\E\/kept\.quota"/,
+like(log_since($t, $log), qr/\[notice\] .*gpt_auth: gpt_auth_quota_zone "kept": 5 keys loaded from "\Q$dir\E\/kept\.quota"/,
 	'notice: users loaded');
-like(log_since($t, $log), qr/\[notice\] .*gpt_auth_quota_zone "atexit": 1 users loaded from "\Q$dir\E\/atexit\.quota"/,
-	'notice for the other zone');
+like(log_since($t, $log), qr/\[notice\] .*gpt_auth_quota_zone "atexit": 1 keys loaded from "\Q$dir\E\/atexit\.quota"/,
+	'notice for the other zone (a state file of version 1)');
 
 sleep(1.5);
 @lines = state_lines('kept.quota');
 is(scalar(grep { /^erin\@/ } @lines), 0, 'past-month entries are not written back');
-ok(grep({ $_ eq "dave\@example.com $p->{day} 1 $p->{month} 1" } @lines),
+ok(grep({ $_ eq v2('dave@example.com', $p->{day}, 1, $p->{month}, 1) } @lines),
 	'a past-month user who came back is written with the new month');
-ok(grep({ /^carol\@example\.com $p->{day} 1 $p->{month} / } @lines), 'carol: today\'s count');
+ok(grep({ /^carol\@example\.com $p->{day} $p->{month} 1 0 0 0 10 / } @lines), 'carol: today\'s count');
 
 # a broken state file: logged, counting starts from zero, the file is replaced
 
@@ -267,13 +275,13 @@ $t->run();
 is(used('/kept/x', $alice), '200 1/1', 'broken state file: starts from zero');
 is(used('/atexit/x', $alice), '200 1/1', 'malformed line: starts from zero');
 my $l = log_since($t, $log);
-like($l, qr/\[error\] .*gpt_auth: gpt_auth_quota_zone "kept": state "\Q$dir\E\/kept\.quota": line 1: expected "gpt_auth_quota 1"; starting from zero/,
+like($l, qr/\[error\] .*gpt_auth: gpt_auth_quota_zone "kept": state "\Q$dir\E\/kept\.quota": line 1: expected "gpt_auth_quota 2"; starting from zero/,
 	'error: no header');
 like($l, qr/\[error\] .*gpt_auth_quota_zone "atexit": state "\Q$dir\E\/atexit\.quota": line 2: malformed entry; starting from zero/,
 	'error: malformed entry');
 sleep(1.5);
 @lines = state_lines('kept.quota');
-is(join("\n", @lines), "gpt_auth_quota 1\nalice\@example.com $p->{day} 1 $p->{month} 1",
+is(join("\n", @lines), "gpt_auth_quota 2\n" . v2('alice@example.com', $p->{day}, 1, $p->{month}, 1),
 	'the broken file is replaced by the next write');
 
 # a state file that cannot be written: an error, counting goes on

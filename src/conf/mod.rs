@@ -21,6 +21,7 @@ use crate::ngx::{ConfError, Source};
 pub mod directives;
 pub mod provider;
 pub mod quota;
+pub mod usage;
 mod validate;
 
 pub use provider::Provider;
@@ -74,6 +75,10 @@ pub enum Handler {
     Logout,
     /// `gpt_auth_quota_report zone=NAME`
     QuotaReport(String),
+    /// `gpt_auth_quota_admin zone=NAME`
+    QuotaAdmin(String),
+    /// `gpt_auth_api_keys zone=NAME`
+    ApiKeys(String),
 }
 
 impl Handler {
@@ -84,6 +89,8 @@ impl Handler {
             Handler::Callback => "gpt_auth_callback",
             Handler::Logout => "gpt_auth_logout",
             Handler::QuotaReport(_) => "gpt_auth_quota_report",
+            Handler::QuotaAdmin(_) => "gpt_auth_quota_admin",
+            Handler::ApiKeys(_) => "gpt_auth_api_keys",
         }
     }
 }
@@ -125,6 +132,8 @@ pub struct LocConf {
     pub quota_page: Option<Rc<String>>,
     /// `Some(None)` for `off`.
     pub quota: Option<Option<Rc<QuotaConf>>>,
+    /// AI API control (`gpt_auth_api`, `gpt_auth_models`, ...).
+    pub usage: usage::UsageConf,
     pub handler: Handler,
     pub handler_source: Source,
     /// `gpt_auth_login`'s providers, resolved when the configuration is merged.
@@ -159,6 +168,7 @@ impl Default for LocConf {
             error_page: None,
             quota_page: None,
             quota: None,
+            usage: usage::UsageConf::default(),
             handler: Handler::None,
             handler_source: Source::default(),
             login_providers: Vec::new(),
@@ -216,6 +226,7 @@ impl LocConf {
         inherit(&mut self.error_page, &prev.error_page);
         inherit(&mut self.quota_page, &prev.quota_page);
         inherit(&mut self.quota, &prev.quota);
+        self.usage.inherit_from(&prev.usage);
         let name = self.cookie_name();
         self.session_cookie = Some(Box::new(SessionCookie {
             finder: Finder::new(name),
@@ -278,6 +289,11 @@ impl LocConf {
 
     pub fn quota(&self) -> Option<&QuotaConf> {
         self.quota.as_ref().and_then(|q| q.as_deref())
+    }
+
+    /// The AI API's error format of a request to `path`, where the location fronts one.
+    pub fn api_flavor(&self, path: &[u8]) -> Option<usage::ApiFlavor> {
+        self.usage.flavor(path)
     }
 }
 

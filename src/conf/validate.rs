@@ -96,13 +96,15 @@ fn content_handler(lcf: &mut LocConf, main: &MainConf) -> Result<(), ConfError> 
     let directive = lcf.handler.directive();
     match &lcf.handler {
         Handler::None => Ok(()),
-        Handler::QuotaReport(name) => match main.quota_zone(name) {
-            Some(_) => Ok(()),
-            None => Err(ConfError::invalid(format_args!(
-                "\"gpt_auth_quota_report\" in {src}: no \"gpt_auth_quota_zone zone={name}:...\" \
-                 is defined"
-            ))),
-        },
+        Handler::QuotaReport(name) | Handler::QuotaAdmin(name) | Handler::ApiKeys(name) => {
+            match main.quota_zone(name) {
+                Some(_) => Ok(()),
+                None => Err(ConfError::invalid(format_args!(
+                    "\"{directive}\" in {src}: no \"gpt_auth_quota_zone zone={name}:...\" is \
+                     defined"
+                ))),
+            }
+        }
         Handler::Logout => Ok(()),
         _ if lcf.keys.is_none() => Err(ConfError::invalid(format_args!(
             "\"{directive}\" in {src} needs \"gpt_auth_key_file\" (at the same or an enclosing \

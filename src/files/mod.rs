@@ -248,39 +248,61 @@ fn read<T: Parse>(path: &str) -> Result<(T, FileSig), FileError> {
     Ok((value, sig))
 }
 
-/// Whether the user `uid` (primary group `gid`) can read `path`: the file's own permission
-/// bits and search permission on every directory above it (supplementary groups are not
-/// considered). `Err` names the first obstacle.
-pub fn readable_by(path: &str, uid: u32, gid: u32) -> Result<(), String> {
+/// Whether the permission bits `bits` (4 read, 2 write, 1 search) of `meta` apply to the user
+/// `uid` with primary group `gid` (supplementary groups are not considered).
+fn allows(meta: &fs::Metadata, uid: u32, gid: u32, bits: u32) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    if uid == 0 {
-        return Ok(());
-    }
-    let allows = |meta: &fs::Metadata, bits: u32| {
-        let mode = meta.permissions().mode();
-        if meta.uid() == uid {
-            mode & (bits << 6) != 0
-        } else if meta.gid() == gid {
-            mode & (bits << 3) != 0
-        } else {
-            mode & bits != 0
-        }
+    let mode = meta.permissions().mode();
+    let shift = if meta.uid() == uid {
+        6
+    } else if meta.gid() == gid {
+        3
+    } else {
+        0
     };
-    let p = std::path::Path::new(path);
-    for dir in p.ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()) {
+    (mode >> shift) & bits == bits
+}
+
+/// Search permission on every directory above `path`.
+fn ancestors_searchable(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), String> {
+    for dir in path.ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()) {
         let meta = fs::metadata(dir).map_err(|e| io_reason(&e))?;
-        if !allows(&meta, 0o1) {
+        if !allows(&meta, uid, gid, 0o1) {
             return Err(format!("directory \"{}\" is not searchable for it", dir.display()));
         }
     }
+    Ok(())
+}
+
+fn mode_text(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    format!("mode {:o}, owner {}:{}", meta.permissions().mode() & 0o777, meta.uid(), meta.gid())
+}
+
+/// Whether the user `uid` (primary group `gid`) can read `path`. `Err` names the obstacle.
+pub fn readable_by(path: &str, uid: u32, gid: u32) -> Result<(), String> {
+    if uid == 0 {
+        return Ok(());
+    }
+    let p = std::path::Path::new(path);
+    ancestors_searchable(p, uid, gid)?;
     let meta = fs::metadata(p).map_err(|e| io_reason(&e))?;
-    if !allows(&meta, 0o4) {
-        return Err(format!(
-            "mode {:o}, owner {}:{}",
-            meta.permissions().mode() & 0o777,
-            meta.uid(),
-            meta.gid()
-        ));
+    if !allows(&meta, uid, gid, 0o4) {
+        return Err(mode_text(&meta));
+    }
+    Ok(())
+}
+
+/// Whether the user can create files in the directory `dir`.
+pub fn writable_dir_by(dir: &str, uid: u32, gid: u32) -> Result<(), String> {
+    if uid == 0 {
+        return Ok(());
+    }
+    let p = std::path::Path::new(dir);
+    ancestors_searchable(p, uid, gid)?;
+    let meta = fs::metadata(p).map_err(|e| io_reason(&e))?;
+    if !allows(&meta, uid, gid, 0o3) {
+        return Err(mode_text(&meta));
     }
     Ok(())
 }

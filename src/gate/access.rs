@@ -40,9 +40,9 @@ fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
             let (Some(q), Some(email)) = (lcf.quota(), v.email_bytes()) else {
                 return NGX_OK as ngx_int_t;
             };
-            match quota::charge::enforce(r, q, email) {
+            match quota::charge::enforce(r, q, email, None) {
                 quota::charge::Admit::Yes => NGX_OK as ngx_int_t,
-                quota::charge::Admit::No(refusal) => quota::charge::refuse(r, lcf, refusal),
+                quota::charge::Admit::No(refusal) => quota::refuse::refuse(r, lcf, refusal),
             }
         }
         Outcome::NotAllowed => {

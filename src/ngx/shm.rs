@@ -58,3 +58,37 @@ pub unsafe fn zone_data<T>(shm: &ngx_shm_zone_t) -> Option<&T> {
     // SAFETY: by the caller's contract.
     unsafe { shm.data.cast::<T>().as_ref() }
 }
+
+/// The tag the module adds its zones with (the module itself, as nginx's modules do).
+pub fn module_tag() -> *mut core::ffi::c_void {
+    core::ptr::addr_of_mut!(crate::ngx_http_gpt_auth_module).cast()
+}
+
+/// During a reload, while nginx builds the new configuration: the value of the running
+/// configuration's zone called `name` with `tag`, if there is one (its memory is still mapped
+/// until the new configuration is complete).
+///
+/// # Safety
+/// Zones with `tag` hold a `T` set by [`init`] (or nothing yet).
+pub unsafe fn previous_zone_data<T>(
+    name: &nginx_sys::ngx_str_t,
+    tag: *mut core::ffi::c_void,
+) -> Option<&'static T> {
+    // SAFETY: `ngx_cycle` is the running cycle during ngx_init_cycle; its shared memory list
+    // holds its zones (parts chained through `next`), whose `shm.addr` is mapped.
+    unsafe {
+        let cycle = nginx_sys::ngx_cycle.as_ref()?;
+        let mut part = &cycle.shared_memory.part;
+        loop {
+            let zones = core::slice::from_raw_parts(part.elts.cast::<ngx_shm_zone_t>(), part.nelts);
+            for z in zones {
+                if z.tag == tag && z.shm.name.as_bytes() == name.as_bytes() && !z.shm.addr.is_null()
+                {
+                    let pool = SlabPool::from_shm_zone(z)?;
+                    return pool.as_ref().data.cast::<T>().as_ref();
+                }
+            }
+            part = part.next.as_ref()?;
+        }
+    }
+}

@@ -11,6 +11,8 @@ use nginx_sys::{ngx_int_t, ngx_uint_t, NGX_ERROR};
 use ngx::http::Request;
 
 use crate::conf::LocConf;
+
+pub mod api;
 use crate::ngx::response::{send_response, set_location};
 use crate::ngx::RequestExt;
 

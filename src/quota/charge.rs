@@ -1,32 +1,46 @@
-//! Charging a request to its user's budget in the access phase, the 429 answer (a page for
-//! browsers, JSON for API calls, with `Retry-After`), and the `$gpt_auth_quota_*` values.
+//! Charging a request to its budgets: the user's (the location's defaults or an override), and
+//! every group's of the zone the user belongs to (`members=*`: the account's own limit).
+//!
+//! Request budgets without metering are charged in one step when the request is admitted and
+//! refunded if the upstream fails to answer (5xx, or no answer at all). Metered AI requests
+//! reserve an estimate when admitted; `crate::usage` settles the true amount when the answer is
+//! done ([`settle`]).
 
-use gpt_auth_core::html::{escape, render};
-use gpt_auth_core::quota::{self, Charge, Limit, Period};
+use gpt_auth_core::quota::{Amounts, Counters, Exceeded, Key, Limits};
 use gpt_auth_core::session::MAX_EMAIL_LEN;
-use nginx_sys::{
-    ngx_int_t, ngx_uint_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE,
-};
+use nginx_sys::{ngx_int_t, NGX_DECLINED};
 use ngx::http::Request;
 
-use super::zone::{self, QuotaError, Snapshot};
-use crate::conf::{LocConf, QuotaConf};
-use crate::ngx::pool;
-use crate::ngx::response::{add_header, answer_from_phase, send_response};
+use super::zone::{self, Admission, Charged as ChargedKey, QuotaError};
+use crate::conf::quota::{GroupConf, Members, MAX_GROUPS};
+use crate::conf::{QuotaConf, Zone};
+use crate::ngx::pool::{self, PoolStr};
 use crate::ngx::time::now;
 use crate::ngx::RequestExt;
-use crate::pages::{self, HTML, JSON};
-
-const TOO_MANY_REQUESTS: ngx_uint_t = 429;
 
 /// This request's charge. Stashed in the request pool, which survives internal redirects:
 /// they run the access phase again, and a request is charged once.
-#[derive(Debug, Clone, Copy)]
-struct Charged(Snapshot);
+pub struct Charged {
+    pub q: &'static QuotaConf,
+    pub zone: &'static Zone,
+    /// The user's key (lower-cased address).
+    pub user: PoolStr,
+    /// The groups charged too (bit i: the zone's group i).
+    pub groups: u64,
+    /// Reserved (metered) or charged (one step) at admission.
+    pub amount: Amounts,
+    /// Charged in one step (else reserved, to be settled).
+    pub charged_now: bool,
+    /// The user's counters after admission and budgets, for the variables.
+    pub counters: Counters,
+    pub limits: Limits,
+    /// Settled already (the log phase comes once, but be sure).
+    pub settled: core::cell::Cell<bool>,
+}
 
 /// The charge of this request, if it was charged.
-pub fn snapshot(r: &Request) -> Option<&Snapshot> {
-    pool::stashed::<Charged>(r).map(|c| &c.0)
+pub fn charged(r: &Request) -> Option<&Charged> {
+    pool::stashed::<Charged>(r)
 }
 
 /// Whether the request may go on.
@@ -37,150 +51,200 @@ pub enum Admit {
 
 /// Why it may not.
 pub enum Refusal {
-    /// Over budget.
-    Exceeded { email: String, snap: Snapshot },
+    /// A budget is used up: whose (the user, or a group's name) and which.
+    Exceeded { email: String, group: Option<String>, exceeded: Exceeded, counters: Counters },
     /// No room in the zone for another user: 503 (logged once by the zone).
     Full,
     /// The zone is not usable: 500.
     Unavailable,
 }
 
-/// Charges the request to the user's budget (once per request, and only for the methods that
-/// count).
-pub fn enforce(r: &Request, q: &QuotaConf, email: &[u8]) -> Admit {
-    if !q.counts(r.method_bit()) || snapshot(r).is_some() {
+fn lower<'b>(email: &[u8], buf: &'b mut [u8; MAX_EMAIL_LEN]) -> Option<&'b [u8]> {
+    let key = buf.get_mut(..email.len())?;
+    key.copy_from_slice(email);
+    key.make_ascii_lowercase();
+    Some(key)
+}
+
+/// Whether `user` (lower case) is a member of `g`.
+fn member(g: &GroupConf, user: &[u8], now: u64, log: *mut nginx_sys::ngx_log_t) -> bool {
+    match &g.members {
+        Members::All => true,
+        Members::Domain(d) => user.ends_with(d.as_bytes()),
+        Members::List(list) => list.allows(user, now, log),
+    }
+}
+
+/// Charges (or, with `estimate`, reserves for) the request: once per request, and only for the
+/// methods that count. `estimate`: `None` for a request budget without metering.
+pub fn enforce(
+    r: &Request,
+    q: &'static QuotaConf,
+    email: &[u8],
+    estimate: Option<Amounts>,
+) -> Admit {
+    if !q.counts(r.method_bit()) || charged(r).is_some() {
         return Admit::Yes;
     }
     let now = now();
     let log = r.log_ptr();
-    let mut key = [0u8; MAX_EMAIL_LEN];
-    let Some(key) = key.get_mut(..email.len()) else { return Admit::No(Refusal::Unavailable) };
-    key.copy_from_slice(email);
-    key.make_ascii_lowercase();
-    let Some(z) = q.zone.get() else { return Admit::No(Refusal::Unavailable) };
+    let mut buf = [0u8; MAX_EMAIL_LEN];
+    let (Some(user), Some(z)) = (lower(email, &mut buf), q.zone.get()) else {
+        return Admit::No(Refusal::Unavailable);
+    };
+    let z: &'static Zone = z;
     let limits = match &q.overrides {
-        Some(o) => o.get(now, log).limits_for_lowercase(key, q.defaults),
+        Some(o) => o.get(now, log).limits_for_lowercase(user, q.defaults),
         None => q.defaults,
     };
-    let snap = match zone::count(z, key, limits, &z.periods(now), log) {
-        Ok(s) => s,
+    let groups = z.groups.borrow();
+    let mut mask = 0u64;
+    let group_keys: Vec<Vec<u8>> = groups
+        .iter()
+        .enumerate()
+        .take(MAX_GROUPS)
+        .filter(|(_, g)| member(g, user, now, log))
+        .map(|(i, g)| {
+            mask |= 1 << i;
+            Key::group_key(&g.name)
+        })
+        .collect();
+    let member_groups: Vec<&GroupConf> =
+        groups.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, g)| g).collect();
+    // Without groups (the common case) the keys are on the stack: no allocation per request.
+    let user_only = [ChargedKey { key: user, limits: &limits }];
+    let with_groups: Vec<ChargedKey> = if group_keys.is_empty() {
+        Vec::new()
+    } else {
+        let groups = group_keys.iter().zip(&member_groups);
+        let groups = groups.map(|(k, g)| ChargedKey { key: k, limits: &g.limits });
+        core::iter::once(ChargedKey { key: user, limits: &limits }).chain(groups).collect()
+    };
+    let keys: &[ChargedKey] = if with_groups.is_empty() { &user_only } else { &with_groups };
+    let charged_now = estimate.is_none();
+    let amount = estimate.unwrap_or(Amounts::ONE_REQUEST);
+    let periods = z.periods(now);
+    let counters = match zone::admit(z, keys, &amount, charged_now, &periods, log) {
+        Ok(Admission::Admitted(c)) => c,
+        Ok(Admission::Refused(i, exceeded)) => {
+            let email = String::from_utf8_lossy(email).into_owned();
+            let group = (i > 0).then(|| member_groups[i - 1].name.clone());
+            let counters = zone::get(z, keys[i].key).unwrap_or_default();
+            if i == 0 {
+                let _ = pool::stash(r, super::variables::Refused(counters, limits));
+            }
+            return Admit::No(Refusal::Exceeded { email, group, exceeded, counters });
+        }
         Err(QuotaError::Full) => return Admit::No(Refusal::Full),
         Err(QuotaError::Unavailable) => {
             error!(r, "gpt_auth_quota zone \"{}\" is not available", q.zone_name);
             return Admit::No(Refusal::Unavailable);
         }
     };
-    if pool::stash(r, Charged(snap)).is_none() {
+    if charged_now {
+        let before = before_charge(&counters, &amount);
+        super::warn::crossed(r, &user_label(email), q.warn, &before, &counters, &limits);
+    }
+    let Some(user) = PoolStr::copy(r, user) else { return Admit::Yes };
+    let c = Charged {
+        q,
+        zone: z,
+        user,
+        groups: mask,
+        amount,
+        charged_now,
+        counters,
+        limits,
+        settled: core::cell::Cell::new(false),
+    };
+    if pool::stash(r, c).is_none() {
         return Admit::Yes;
     }
-    match snap.charge {
-        Charge::Allowed { .. } => Admit::Yes,
-        Charge::Exceeded { period, used, limit, .. } => {
-            let email = String::from_utf8_lossy(email).into_owned();
-            info!(
-                r,
-                "quota exceeded: \"{}\" used {} of {} requests this {} (zone \"{}\")",
-                email,
-                used,
-                limit,
-                period.as_str(),
-                q.zone_name
-            );
-            Admit::No(Refusal::Exceeded { email, snap })
+    Admit::Yes
+}
+
+fn user_label(email: &[u8]) -> String {
+    format!("\"{}\"", String::from_utf8_lossy(email))
+}
+
+/// The counters as they were before a one-step charge of `amount`.
+fn before_charge(after: &Counters, amount: &Amounts) -> Counters {
+    let mut before = *after;
+    before.day_used.sub(amount);
+    before.month_used.sub(amount);
+    before
+}
+
+/// The keys of a charge: the user's first, then its groups'.
+fn keys_of(c: &Charged) -> Vec<Vec<u8>> {
+    let mut keys = vec![c.user.as_bytes().to_vec()];
+    let groups = c.zone.groups.borrow();
+    for (i, g) in groups.iter().enumerate().take(MAX_GROUPS) {
+        if c.groups & (1 << i) != 0 {
+            keys.push(Key::group_key(&g.name));
         }
     }
+    keys
 }
 
-/// Answers a refused request from the access phase; returns what the phase handler returns.
-pub fn refuse(r: &mut Request, lcf: &LocConf, refusal: Refusal) -> ngx_int_t {
-    match refusal {
-        Refusal::Full => NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t,
-        Refusal::Unavailable => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
-        Refusal::Exceeded { email, snap } => too_many(r, lcf, &email, &snap),
+/// Settles a metered request: releases its reservation and charges `actual` to its keys and to
+/// the user's use of `model`.
+pub fn settle(r: &Request, c: &Charged, actual: &Amounts, model: Option<&str>) {
+    if c.settled.replace(true) || c.charged_now {
+        return;
+    }
+    let keys = keys_of(c);
+    let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let mut mkey = Vec::new();
+    let extra: Vec<&[u8]> = match model {
+        Some(m) => vec![Key::model_key_into(&mut mkey, c.user.as_bytes(), m)],
+        None => Vec::new(),
+    };
+    let p = c.zone.periods(now());
+    let log = r.log_ptr();
+    let changed = zone::settle(c.zone, &key_refs, &extra, &c.amount, actual, &p, log);
+    let groups = c.zone.groups.borrow();
+    let charged_groups = groups.iter().enumerate().filter(|(i, _)| c.groups & (1 << i) != 0);
+    let mut thresholds = core::iter::once((user_label(c.user.as_bytes()), c.q.warn, &c.limits))
+        .chain(charged_groups.map(|(_, g)| (format!("group \"{}\"", g.name), g.warn, &g.limits)));
+    for (before, after) in &changed {
+        let Some((who, warn, limits)) = thresholds.next() else { break };
+        super::warn::crossed(r, &who, warn, before, after, limits);
     }
 }
 
-/// The 429 answer.
-fn too_many(r: &mut Request, lcf: &LocConf, email: &str, snap: &Snapshot) -> ngx_int_t {
-    let Charge::Exceeded { period, used, limit, resets } = snap.charge else {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    };
-    let retry_after = resets.saturating_sub(now()).max(1);
-    if add_header(r, "Retry-After", retry_after.to_string().as_bytes()).is_none() {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+/// Refunds a one-step charge (the upstream did not answer).
+fn refund(c: &Charged) {
+    let p = c.zone.periods(now());
+    for k in keys_of(c) {
+        zone::update(c.zone, &k, &p, |counters| {
+            if counters.day == c.counters.day {
+                counters.day_used.sub(&c.amount);
+            }
+            if counters.month == c.counters.month {
+                counters.month_used.sub(&c.amount);
+            }
+        });
     }
-    if r.has_error_page(TOO_MANY_REQUESTS) {
-        return TOO_MANY_REQUESTS as ngx_int_t;
+}
+
+/// Whether the upstream failed to give an answer: nginx's own 502/504, another 5xx, or no
+/// response at all.
+pub fn upstream_failed(r: &Request) -> bool {
+    let status = r.as_ref().headers_out.status;
+    status >= 500 || status == 0
+}
+
+ngx_entry! {
+    /// Log phase: a request charged in one step whose upstream failed gets its charge back.
+    pub handler fn log_handler(r) {
+        if let Some(c) = charged(r) {
+            if c.charged_now && upstream_failed(r) && !c.settled.replace(true) {
+                refund(c);
+                let status = r.as_ref().headers_out.status;
+                info!(r, "quota: not charged (the upstream failed: status {})", status);
+            }
+        }
+        NGX_DECLINED as ngx_int_t
     }
-    let resets_at = quota::format_utc(resets);
-    let rc = if r.is_navigation() {
-        let period_word = match period {
-            Period::Day => "day",
-            Period::Month => "month",
-        };
-        let body = render(
-            lcf.quota_page.as_deref().map_or(pages::DEFAULT_QUOTA, String::as_str),
-            &[
-                ("email", &escape(email)),
-                ("used", &used.to_string()),
-                ("limit", &limit.to_string()),
-                ("period", period_word),
-                ("resets", &resets_at),
-                ("retry_after", &retry_after.to_string()),
-                ("retry_after_text", &quota::format_duration(retry_after)),
-            ],
-        );
-        send_response(r, TOO_MANY_REQUESTS, HTML, body.as_bytes())
-    } else {
-        let body = format!(
-            "{{\"error\":\"quota_exceeded\",\"period\":\"{}\",\"used\":{used},\"limit\":{limit},\
-             \"resets_at\":\"{resets_at}\",\"retry_after\":{retry_after}}}\n",
-            period.as_str()
-        );
-        send_response(r, TOO_MANY_REQUESTS, JSON, body.as_bytes())
-    };
-    answer_from_phase(r, rc)
-}
-
-/// `$gpt_auth_quota_*` values: used or remaining in the day or month, written into `buf` (no
-/// heap allocation: the variables may be logged or sent as a header on every request).
-pub fn value<'b>(
-    r: &Request,
-    month: bool,
-    remaining: bool,
-    buf: &'b mut [u8; 20],
-) -> Option<&'b [u8]> {
-    use std::io::Write;
-    let s = snapshot(r)?;
-    let (used, limit) =
-        if month { (s.month_used, s.limits.month) } else { (s.day_used, s.limits.day) };
-    let n = match (remaining, limit) {
-        (false, _) => used,
-        (true, Limit::Unlimited) => return Some(b"unlimited"),
-        (true, Limit::Max(n)) => n.saturating_sub(used),
-    };
-    let mut rest = &mut buf[..];
-    write!(rest, "{n}").ok()?;
-    let len = 20 - rest.len();
-    buf.get(..len)
-}
-
-/// A `$gpt_auth_quota_*` value, copied into the request pool.
-fn variable(r: &Request, month: bool, remaining: bool) -> Option<&[u8]> {
-    let mut buf = [0u8; 20];
-    let text = value(r, month, remaining, &mut buf)?;
-    pool::copy(r, text)
-}
-
-ngx_entry! {
-    pub variable fn day_used(r) { variable(r, false, false) }
-}
-ngx_entry! {
-    pub variable fn day_remaining(r) { variable(r, false, true) }
-}
-ngx_entry! {
-    pub variable fn month_used(r) { variable(r, true, false) }
-}
-ngx_entry! {
-    pub variable fn month_remaining(r) { variable(r, true, true) }
 }

@@ -1,18 +1,21 @@
-//! The quota directives: `gpt_auth_quota_zone` (http), `gpt_auth_quota` and
-//! `gpt_auth_quota_report`.
+//! The quota directives: `gpt_auth_quota_zone` and `gpt_auth_quota_group` (http),
+//! `gpt_auth_quota`, `gpt_auth_quota_report` and `gpt_auth_quota_admin`.
 
 use core::cell::OnceCell;
 use core::ptr;
 use std::rc::Rc;
 
 use gpt_auth_core::duration;
-use gpt_auth_core::quota::{self, Clock, Limit, Limits, Overrides};
+use gpt_auth_core::quota::budget::parse_cap;
+use gpt_auth_core::quota::overrides::budget_key;
+use gpt_auth_core::quota::{self, Clock, Limits, Overrides};
+
 use nginx_sys::{ngx_conf_t, ngx_uint_t};
 
-use super::{report, zone};
-use crate::conf::quota::DEFAULT_INTERVAL;
+use super::{admin, report, zone};
+use crate::conf::quota::{GroupConf, Members, DEFAULT_INTERVAL, DEFAULT_RESERVE, MAX_GROUPS};
 use crate::conf::{Handler, LocConf, MainConf, QuotaConf, Zone};
-use crate::files::Watched;
+use crate::files::{Watched, WatchedAllowlist};
 use crate::ngx::conf::{add_shared_zone, parse_size};
 use crate::ngx::{ConfError, NgxConfExt};
 
@@ -74,8 +77,11 @@ ngx_entry! {
         if mcf.quota_zones.iter().any(|z| z.name == name) {
             return Err(ConfError::invalid(format_args!("zone \"{name}\" is duplicate")));
         }
+        if let Some(path) = &state {
+            check_state_dir(cf, &name, path);
+        }
         let shm = add_shared_zone(cf, &name, size, ptr::addr_of_mut!(crate::ngx_http_gpt_auth_module))?;
-        let z = Rc::new(Zone::new(name, ptr::from_mut(shm), clock, state, interval));
+        let z = Rc::new(Zone::new(name, ptr::from_mut(shm), size, clock, state, interval));
         shm.init = Some(zone::init);
         shm.data = Rc::as_ptr(&z).cast_mut().cast();
         mcf.quota_zones.push(z);
@@ -99,9 +105,11 @@ ngx_entry! {
             zone_name: String::new(),
             source: cf.source(),
             zone: OnceCell::new(),
-            defaults: Limits { day: Limit::Unlimited, month: Limit::Unlimited },
+            defaults: Limits::UNLIMITED,
             methods: 0,
             overrides: None,
+            reserve: DEFAULT_RESERVE,
+            warn: None,
         };
         for a in &args {
             quota_parameter(cf, &mut q, a)?;
@@ -116,13 +124,11 @@ ngx_entry! {
 
 fn quota_parameter(cf: &mut ngx_conf_t, q: &mut QuotaConf, a: &str) -> Result<(), ConfError> {
     let (k, v) = a.split_once('=').ok_or_else(|| invalid(a))?;
-    let limit = |name: &str| {
-        Limit::parse(v).map_err(|e| ConfError::invalid(format_args!("{name}=\"{v}\": {e}")))
-    };
+    if budget(&mut q.defaults, k, v)? {
+        return Ok(());
+    }
     match k {
         "zone" => q.zone_name = v.to_owned(),
-        "day" => q.defaults.day = limit("day")?,
-        "month" => q.defaults.month = limit("month")?,
         "methods" => {
             for m in v.split(',') {
                 q.methods |= method_bit(m)
@@ -134,9 +140,57 @@ fn quota_parameter(cf: &mut ngx_conf_t, q: &mut QuotaConf, a: &str) -> Result<()
             q.overrides = Some(Rc::new(Watched::<Overrides>::load(&path)?));
             crate::files::warn_if_unreadable_by_workers(cf, "quota overrides", &path);
         }
+        "reserve" => {
+            q.reserve = v.parse().map_err(|_| {
+                ConfError::invalid(format_args!("reserve=\"{v}\": expected a number of tokens"))
+            })?;
+        }
+        "warn" => q.warn = Some(percent(v)?),
         _ => return Err(invalid(a)),
     }
     Ok(())
+}
+
+/// `day=`, `month_tokens=`, `day_cost=` ...: sets the budget and says true, or false for
+/// another parameter.
+fn budget(limits: &mut Limits, k: &str, v: &str) -> Result<bool, ConfError> {
+    let Some((period, unit)) = budget_key(k) else { return Ok(false) };
+    let cap =
+        parse_cap(unit, v).map_err(|e| ConfError::invalid(format_args!("{k}=\"{v}\": {e}")))?;
+    limits.period_mut(period).set(unit, cap);
+    Ok(true)
+}
+
+/// `80%` as per mille.
+fn percent(v: &str) -> Result<u64, ConfError> {
+    v.strip_suffix('%')
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| (1..=100).contains(n))
+        .map(|n| n * 10)
+        .ok_or_else(|| {
+            ConfError::invalid(format_args!("warn=\"{v}\": expected a share such as 80%"))
+        })
+}
+
+/// At `nginx -t`: workers save the state file; warn when they cannot write there (every save
+/// would fail and a restart would lose the counts).
+fn check_state_dir(cf: &ngx_conf_t, zone: &str, path: &str) {
+    let dir = std::path::Path::new(path).parent().map(|d| d.to_string_lossy().into_owned());
+    let Some(dir) = dir.filter(|d| !d.is_empty()) else { return };
+    let Some((uid, gid)) = crate::ngx::conf::worker_user(cf) else { return };
+    if let Err(why) = crate::files::writable_dir_by(&dir, uid, gid) {
+        warn!(
+            cf,
+            "gpt_auth_quota_zone \"{}\": the workers (uid {}) cannot write the state file in \
+             \"{}\": {}; counters would not be saved (make the directory theirs, e.g. \
+             install -d -o www-data {})",
+            zone,
+            uid,
+            dir,
+            why,
+            dir
+        );
+    }
 }
 
 fn method_bit(m: &str) -> Option<ngx_uint_t> {
@@ -157,13 +211,86 @@ fn method_bit(m: &str) -> Option<ngx_uint_t> {
 ngx_entry! {
     /// `gpt_auth_quota_report zone=NAME` (location): the usage report.
     pub directive fn quota_report(cf, lcf: LocConf) {
-        let v = crate::conf::directives::value(cf);
-        let v = crate::conf::directives::utf8(&v)?;
-        let name = v
-            .strip_prefix("zone=")
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| ConfError::invalid(format_args!("invalid parameter \"{v}\" (expected zone=NAME)")))?
-            .to_owned();
+        let name = zone_param(cf)?;
         crate::conf::directives::set_content_handler(cf, lcf, Handler::QuotaReport(name), report::report_handler)
     }
+}
+
+ngx_entry! {
+    /// `gpt_auth_quota_admin zone=NAME` (location): resets and top-ups.
+    pub directive fn quota_admin(cf, lcf: LocConf) {
+        let name = zone_param(cf)?;
+        crate::conf::directives::set_content_handler(cf, lcf, Handler::QuotaAdmin(name), admin::admin_handler)
+    }
+}
+
+/// The `zone=NAME` argument of a content handler directive.
+pub fn zone_param(cf: &ngx_conf_t) -> Result<String, ConfError> {
+    let v = crate::conf::directives::value(cf);
+    let v = crate::conf::directives::utf8(&v)?;
+    v.strip_prefix("zone=").filter(|n| !n.is_empty()).map(str::to_owned).ok_or_else(|| {
+        ConfError::invalid(format_args!("invalid parameter \"{v}\" (expected zone=NAME)"))
+    })
+}
+
+ngx_entry! {
+    /// `gpt_auth_quota_group zone=NAME name=NAME members=*|@domain|FILE [budgets] [warn=N%]`
+    /// (http level): a budget shared by a group, or (`members=*`) by everyone.
+    pub directive fn quota_group(cf, mcf: MainConf) {
+        let (mut zone, mut name, mut members) = (None, None, None);
+        let mut g_limits = Limits::UNLIMITED;
+        let mut warn = None;
+        for a in cf.arg_strings() {
+            let (k, v) = a.split_once('=').ok_or_else(|| invalid(&a))?;
+            if budget(&mut g_limits, k, v)? {
+                continue;
+            }
+            match k {
+                "zone" => zone = Some(v.to_owned()),
+                "name" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()) => {
+                    name = Some(v.to_owned())
+                }
+                "members" => members = Some(group_members(cf, mcf, v)?),
+                "warn" => warn = Some(percent(v)?),
+                _ => return Err(invalid(&a)),
+            }
+        }
+        let zone = zone.ok_or_else(|| ConfError::invalid("needs zone=NAME"))?;
+        let name = name.ok_or_else(|| ConfError::invalid("needs name=NAME (printable, no spaces)"))?;
+        let members = members.ok_or_else(|| ConfError::invalid("needs members=* | @domain | FILE"))?;
+        let z = mcf.quota_zone(&zone).ok_or_else(|| {
+            ConfError::invalid(format_args!(
+                "zone \"{zone}\" is not defined (gpt_auth_quota_zone must come first)"
+            ))
+        })?;
+        let mut groups = z.groups.borrow_mut();
+        if groups.iter().any(|g| g.name == name) {
+            return Err(ConfError::invalid(format_args!("group \"{name}\" is duplicate")));
+        }
+        if groups.len() >= MAX_GROUPS {
+            return Err(ConfError::invalid(format_args!("zone \"{zone}\" has {MAX_GROUPS} groups already")));
+        }
+        groups.push(GroupConf { name, members, limits: g_limits, warn });
+        Ok(())
+    }
+}
+
+fn group_members(cf: &mut ngx_conf_t, mcf: &mut MainConf, v: &str) -> Result<Members, ConfError> {
+    if v == "*" {
+        return Ok(Members::All);
+    }
+    if let Some(d) = v.strip_prefix('@') {
+        if d.is_empty() || d.contains('@') {
+            return Err(ConfError::invalid(format_args!("members=\"{v}\": not a domain")));
+        }
+        return Ok(Members::Domain(v.to_ascii_lowercase()));
+    }
+    let path = cf.full_path(v.as_bytes())?;
+    if let Some(list) = mcf.allowlists.iter().find(|l| l.path() == path) {
+        return Ok(Members::List(list.clone()));
+    }
+    let list = Rc::new(WatchedAllowlist::load(&path)?);
+    crate::files::warn_if_unreadable_by_workers(cf, "allowlist", &path);
+    mcf.allowlists.push(list.clone());
+    Ok(Members::List(list))
 }

@@ -1,10 +1,15 @@
-//! Per-user budgets: the counters in shared memory ([`zone`]), charging a request in the
-//! access phase and the 429 answer ([`charge`]), the usage report ([`report`]), the state file
-//! that carries counters across restarts ([`state`]) and the directives ([`directives`]).
+//! Budgets: the counters in shared memory ([`zone`]), charging a request and settling it
+//! ([`charge`]), the 429 answer ([`refuse`]), warnings ([`warn`]), the usage report
+//! ([`report`]) and administration ([`admin`]), the state file that carries counters across
+//! restarts ([`state`]), the variables ([`variables`]) and the directives ([`directives`]).
 //! The counting rules themselves are pure code in `gpt_auth_core::quota`.
 
+pub mod admin;
 pub mod charge;
 pub mod directives;
+pub mod refuse;
 pub mod report;
 pub mod state;
+pub mod variables;
+pub mod warn;
 pub mod zone;

@@ -42,7 +42,7 @@ pub fn load(zone: &Zone, shared: &Shared, log: *mut ngx_log_t) {
     let loaded = zone::load(shared, entries);
     notice!(
         log,
-        "gpt_auth_quota_zone \"{}\": {} users loaded from \"{}\"",
+        "gpt_auth_quota_zone \"{}\": {} keys loaded from \"{}\"",
         zone.name,
         loaded,
         path
@@ -55,7 +55,7 @@ pub fn save(zone: &Zone, log: *mut ngx_log_t) {
     let month = zone.clock.periods(now()).month;
     let entries = zone::entries(zone);
     let text = state_file::write(
-        entries.iter().filter(|(_, c)| c.month == month).map(|(e, c)| (e.as_str(), *c)),
+        entries.iter().filter(|(_, c)| c.month == month).map(|(k, c)| (k.as_slice(), *c)),
     );
     let tmp = format!("{path}.{}.tmp", std::process::id());
     if let Err(e) = fs::write(&tmp, text).and_then(|_| fs::rename(&tmp, path)) {

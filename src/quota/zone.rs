@@ -1,8 +1,9 @@
 //! The counters of a zone in shared memory: a red-black tree in the zone's slab pool, keyed by
-//! the lower-cased address, behind a read-write lock, so a check-and-count is atomic across
-//! workers (no lost updates; a budget is never exceeded).
+//! the encoded key (`gpt_auth_core::quota::Key`: a user, a group, a user's model), behind a
+//! read-write lock, so a check-and-count is atomic across workers (no lost updates; requests
+//! never overshoot a request budget).
 
-use gpt_auth_core::quota::{Charge, Counters, Limits, Periods};
+use gpt_auth_core::quota::{Amounts, Counters, Exceeded, Limits, Periods};
 use nginx_sys::ngx_log_t;
 use ngx::collections::RbTreeMap;
 use ngx::core::{NgxString, SlabPool};
@@ -12,23 +13,24 @@ use super::state;
 use crate::conf::Zone;
 use crate::ngx::shm;
 
-/// The counters of a zone: lower-cased address → counters.
+/// Encoded key → counters.
 pub type Table = RbTreeMap<NgxString<SlabPool>, Counters, SlabPool>;
-pub type Shared = RwLock<Table>;
 
-/// The outcome of charging a request, kept for the variables and the 429 answer.
-#[derive(Debug, Clone, Copy)]
-pub struct Snapshot {
-    pub charge: Charge,
-    pub limits: Limits,
-    pub day_used: u32,
-    pub month_used: u32,
+/// What the zone holds. The version guards a zone kept across a reload that loaded another
+/// build of the module (dynamic modules are loaded again on reload): a zone of another layout
+/// is never read, a new table is made (and the state file loaded).
+pub struct Shared {
+    magic: u64,
+    pub table: RwLock<Table>,
 }
 
-/// Why a request could not be charged.
+/// "gpt_auth" + the layout version.
+const MAGIC: u64 = 0x6770_745f_6175_7402;
+
+/// Why a request could not be counted.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 pub enum QuotaError {
-    #[error("the zone has no room for another user")]
+    #[error("the zone has no room for another key")]
     Full,
     #[error("the zone is not available")]
     Unavailable,
@@ -36,32 +38,117 @@ pub enum QuotaError {
 
 /// The zone's shared table, once nginx has initialised the zone.
 pub fn shared(zone: &Zone) -> Option<&'static Shared> {
-    // SAFETY: the zone's `init` is `init` below, which stores a Shared.
-    unsafe { shm::data::<Shared>(zone.shm) }
+    // SAFETY: the zone's `init` is `init` below, which stores a Shared (checked by its magic).
+    let s = unsafe { shm::data::<Shared>(zone.shm) }?;
+    (s.magic == MAGIC).then_some(s)
 }
 
-/// Counts one request of the user `key` (lower case) with `limits` at `periods`.
-pub fn count(
+/// One key of a request and its budgets.
+pub struct Charged<'a> {
+    pub key: &'a [u8],
+    pub limits: &'a Limits,
+}
+
+/// The outcome of an admission: refused by which key (its index), or admitted with the first
+/// key's counters after it.
+pub enum Admission {
+    Admitted(Counters),
+    Refused(usize, Exceeded),
+}
+
+/// Admits a request for every key at once (atomically: either all reserve `estimate`, or none
+/// does); `charge_now` charges it as used at once instead (request budgets without metering:
+/// one step, nothing to settle).
+pub fn admit(
     zone: &Zone,
-    key: &[u8],
-    limits: Limits,
-    periods: &Periods,
+    keys: &[Charged<'_>],
+    estimate: &Amounts,
+    charge_now: bool,
+    p: &Periods,
     log: *mut ngx_log_t,
-) -> Result<Snapshot, QuotaError> {
+) -> Result<Admission, QuotaError> {
     let shared = shared(zone).ok_or(QuotaError::Unavailable)?;
-    let charge = |c: &mut Counters| {
-        let charge = c.charge(periods, limits);
-        Snapshot { charge, limits, day_used: c.day_used, month_used: c.month_used }
-    };
-    let mut table = shared.write();
-    if let Some(c) = table.get_mut(key) {
-        return Ok(charge(c));
+    let mut table = shared.table.write();
+    for (i, k) in keys.iter().enumerate() {
+        let c = entry(&mut table, k.key, p.month, zone, log)?;
+        c.roll(p);
+        if let Some(e) = c.exceeded(p, k.limits) {
+            return Ok(Admission::Refused(i, e));
+        }
     }
-    insert(&mut table, key, periods.month, zone, log)?;
-    table.get_mut(key).map(charge).ok_or(QuotaError::Full)
+    let mut first = Counters::default();
+    for (i, k) in keys.iter().enumerate() {
+        let c = entry(&mut table, k.key, p.month, zone, log)?;
+        if charge_now {
+            c.charge(p, estimate);
+        } else {
+            c.reserved.add(estimate);
+        }
+        if i == 0 {
+            first = *c;
+        }
+    }
+    Ok(Admission::Admitted(first))
 }
 
-/// Adds a user, dropping users of past months first if the zone is full.
+/// Settles a request for its keys: releases `reserved`, charges `actual`; `extra` keys (the
+/// user's model) are charged `actual` too. Returns the keys' counters before and after, for
+/// warnings.
+pub fn settle(
+    zone: &Zone,
+    keys: &[&[u8]],
+    extra: &[&[u8]],
+    reserved: &Amounts,
+    actual: &Amounts,
+    p: &Periods,
+    log: *mut ngx_log_t,
+) -> Vec<(Counters, Counters)> {
+    let Some(shared) = shared(zone) else { return Vec::new() };
+    let mut table = shared.table.write();
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let Ok(c) = entry(&mut table, k, p.month, zone, log) else { continue };
+        let before = *c;
+        c.settle(p, reserved, actual);
+        out.push((before, *c));
+    }
+    for k in extra {
+        if let Ok(c) = entry(&mut table, k, p.month, zone, log) {
+            c.charge(p, actual);
+        }
+    }
+    out
+}
+
+/// Applies `f` to one key's counters (an administrator's reset or top-up); false when the zone
+/// is unavailable or full.
+pub fn update(zone: &Zone, key: &[u8], p: &Periods, f: impl FnOnce(&mut Counters)) -> bool {
+    let Some(shared) = shared(zone) else { return false };
+    let mut table = shared.table.write();
+    match entry(&mut table, key, p.month, zone, core::ptr::null_mut()) {
+        Ok(c) => {
+            f(c);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The counters of `key`, added if new (dropping keys of past months first if the zone is
+/// full).
+fn entry<'t>(
+    table: &'t mut Table,
+    key: &[u8],
+    month: u32,
+    zone: &Zone,
+    log: *mut ngx_log_t,
+) -> Result<&'t mut Counters, QuotaError> {
+    if table.get(key).is_none() {
+        insert(table, key, month, zone, log)?;
+    }
+    table.get_mut(key).ok_or(QuotaError::Full)
+}
+
 fn insert(
     table: &mut Table,
     key: &[u8],
@@ -82,7 +169,7 @@ fn insert(
             evict_stale(table, month);
         }
     }
-    if !zone.full_logged.replace(true) {
+    if !zone.full_logged.replace(true) && !log.is_null() {
         error!(
             log,
             "gpt_auth_quota_zone \"{}\" is full: no room for another user (requests of new \
@@ -93,11 +180,11 @@ fn insert(
     Err(QuotaError::Full)
 }
 
-/// Removes users whose counters are from a past month (they would start from zero anyway).
+/// Removes keys whose counters are from a past month and hold nothing in flight.
 fn evict_stale(table: &mut Table, month: u32) {
     let stale: Vec<Vec<u8>> = table
         .iter()
-        .filter(|(_, c)| c.month != month)
+        .filter(|(_, c)| c.month != month && c.reserved == Amounts::default())
         .map(|(k, _)| k.as_bytes().to_vec())
         .collect();
     for k in stale {
@@ -105,23 +192,25 @@ fn evict_stale(table: &mut Table, month: u32) {
     }
 }
 
-/// Every user's counters (for the report and the state file).
-pub fn entries(zone: &Zone) -> Vec<(String, Counters)> {
+/// Every key's counters (for the report and the state file).
+pub fn entries(zone: &Zone) -> Vec<(Vec<u8>, Counters)> {
     let Some(shared) = shared(zone) else { return Vec::new() };
-    let table = shared.read();
-    table.iter().map(|(k, c)| (String::from_utf8_lossy(k.as_bytes()).into_owned(), *c)).collect()
+    let table = shared.table.read();
+    table.iter().map(|(k, c)| (k.as_bytes().to_vec(), *c)).collect()
 }
 
-/// Puts loaded counters into a new zone's table; returns how many fitted.
-pub fn load(shared: &Shared, entries: Vec<(String, Counters)>) -> usize {
-    let mut table = shared.write();
+/// One key's counters.
+pub fn get(zone: &Zone, key: &[u8]) -> Option<Counters> {
+    shared(zone)?.table.read().get(key).copied()
+}
+
+/// Puts counters into a new zone's table; returns how many fitted.
+pub fn load(shared: &Shared, entries: Vec<(Vec<u8>, Counters)>) -> usize {
+    let mut table = shared.table.write();
     let mut loaded = 0;
-    for (email, counters) in entries {
+    for (key, counters) in entries {
         let alloc = table.allocator().clone();
-        let Ok(key) = NgxString::try_from_bytes_in(email.to_ascii_lowercase().as_bytes(), alloc)
-        else {
-            break;
-        };
+        let Ok(key) = NgxString::try_from_bytes_in(&key, alloc) else { break };
         if table.try_insert(key, counters).is_err() {
             break;
         }
@@ -132,19 +221,42 @@ pub fn load(shared: &Shared, entries: Vec<(String, Counters)>) -> usize {
 
 ngx_entry! {
     /// Sets up a new zone, or keeps the one of the previous configuration after a reload (the
-    /// counters carry on); a new zone loads the state file.
+    /// counters carry on). A new zone takes the counters of the previous configuration's zone
+    /// of the same name when there is one (a reload that changed its size), else the state
+    /// file.
     pub shm_init fn init(shm_zone, _reused) {
         let log = shm::log(shm_zone);
+        let name = shm_zone.shm.name;
         let made = shm::init(shm_zone, |pool: &SlabPool| {
-            Table::try_new_in(pool.clone()).ok().map(RwLock::new)
+            let table = Table::try_new_in(pool.clone()).ok()?;
+            Some(Shared { magic: MAGIC, table: RwLock::new(table) })
         });
         let made = made.ok_or(())?;
         // SAFETY: `data` was set to this zone's Zone when it was added (quota::directives),
         // alive as long as the configuration.
         let zone = unsafe { shm::zone_data::<Zone>(shm_zone) }.ok_or(())?;
         if let shm::Init::Created(shared) = made {
-            state::load(zone, shared, log);
+            match previous(&name) {
+                Some(entries) => {
+                    let n = load(shared, entries);
+                    notice!(log, "gpt_auth_quota_zone \"{}\": {} keys taken over from the \
+                                  previous configuration", zone.name, n);
+                }
+                None => state::load(zone, shared, log),
+            }
         }
         Ok(())
     }
+}
+
+/// The entries of the running configuration's zone of this name, if it is ours: read while
+/// nginx builds the new configuration (the old zone is still mapped).
+fn previous(name: &nginx_sys::ngx_str_t) -> Option<Vec<(Vec<u8>, Counters)>> {
+    // SAFETY: the module tag identifies our zones; their data is a Shared (checked by magic).
+    let old = unsafe { shm::previous_zone_data::<Shared>(name, shm::module_tag())? };
+    if old.magic != MAGIC {
+        return None;
+    }
+    let table = old.table.read();
+    Some(table.iter().map(|(k, c)| (k.as_bytes().to_vec(), *c)).collect())
 }

@@ -133,8 +133,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const UNLIMITED: Limits =
-        Limits { day: Caps { requests: None, tokens: None, cost: None }, month: Caps { requests: None, tokens: None, cost: None } };
+    pub const UNLIMITED: Limits = Limits {
+        day: Caps { requests: None, tokens: None, cost: None },
+        month: Caps { requests: None, tokens: None, cost: None },
+    };
 
     pub fn period(&self, p: Period) -> &Caps {
         match p {
@@ -230,7 +232,12 @@ impl Counters {
     }
 
     /// Admits a request if budget is left, reserving `estimate`.
-    pub fn admit(&mut self, p: &Periods, limits: &Limits, estimate: &Amounts) -> Result<(), Exceeded> {
+    pub fn admit(
+        &mut self,
+        p: &Periods,
+        limits: &Limits,
+        estimate: &Amounts,
+    ) -> Result<(), Exceeded> {
         self.roll(p);
         if let Some(e) = self.exceeded(p, limits) {
             return Err(e);
@@ -355,11 +362,17 @@ mod tests {
         assert!(c.admit(&p, &limits, &one).is_ok());
         assert!(c.admit(&p, &limits, &one).is_ok());
         let e = c.admit(&p, &limits, &one).unwrap_err();
-        assert_eq!((e.period, e.unit, e.used, e.limit, e.resets), (Period::Day, Unit::Requests, 2, 2, p.day_ends));
+        assert_eq!(
+            (e.period, e.unit, e.used, e.limit, e.resets),
+            (Period::Day, Unit::Requests, 2, 2, p.day_ends)
+        );
         // Settling moves the reservation into the periods.
         c.settle(&p, &one, &one);
         c.settle(&p, &one, &one);
-        assert_eq!((c.reserved, c.day_used.requests, c.month_used.requests), (Amounts::default(), 2, 2));
+        assert_eq!(
+            (c.reserved, c.day_used.requests, c.month_used.requests),
+            (Amounts::default(), 2, 2)
+        );
         // The next day: the day starts again, the month goes on.
         let p2 = Clock::default().periods(p.day_ends);
         assert!(c.admit(&p2, &limits, &one).is_ok());
@@ -414,7 +427,8 @@ mod tests {
     #[test]
     fn shares() {
         let p = Clock::default().periods(5);
-        let limits = Limits { day: caps(Some(10), None, None), month: caps(None, Some(1000), None) };
+        let limits =
+            Limits { day: caps(Some(10), None, None), month: caps(None, Some(1000), None) };
         let mut c = Counters::default();
         c.charge(&p, &Amounts { requests: 5, input: 850, output: 0, cost: 0 });
         assert_eq!(c.highest_share(&limits), Some((850, Period::Month, Unit::Tokens)));

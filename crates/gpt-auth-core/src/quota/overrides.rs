@@ -77,7 +77,9 @@ impl Overrides {
             let mut any = false;
             for w in words {
                 let (k, v) = w.split_once('=').ok_or_else(|| {
-                    err(format!("\"{w}\": expected day=N, month=N, day_tokens=N, month_cost=USD ..."))
+                    err(format!(
+                        "\"{w}\": expected day=N, month=N, day_tokens=N, month_cost=USD ..."
+                    ))
                 })?;
                 let (period, unit) = budget_key(k).ok_or_else(|| {
                     err(format!(
@@ -150,7 +152,10 @@ mod tests {
              bob@example.com\tmonth=50\t# tab before the comment\n",
         )
         .unwrap();
-        let d = Limits { day: caps(Some(200), None, None), month: caps(Some(3000), None, Some(100_000_000_000)) };
+        let d = Limits {
+            day: caps(Some(200), None, None),
+            month: caps(Some(3000), None, Some(100_000_000_000)),
+        };
         assert_eq!(
             o.limits_for("alice@example.com", d),
             Limits {

@@ -60,7 +60,9 @@ pub fn build(entries: Vec<(Vec<u8>, Counters)>, p: &Periods) -> Report {
         }
         match Key::decode(&key) {
             Some(Key::User(email)) => users.push(UserRow { email, day, month, models: vec![] }),
-            Some(Key::Model { email, model }) => models.push((email, ModelRow { model, day, month })),
+            Some(Key::Model { email, model }) => {
+                models.push((email, ModelRow { model, day, month }))
+            }
             Some(Key::Group(name)) => groups.push(GroupRow { name, day, month }),
             None => {}
         }
@@ -215,14 +217,17 @@ mod tests {
         let models: Vec<&str> = r.users[0].models.iter().map(|m| m.model.as_str()).collect();
         assert_eq!(models, ["gpt-4o", "mini"]);
         assert_eq!(r.groups.len(), 1);
-        let v: serde_json::Value = serde_json::from_str(&json("chat", 1_795_935_600, &p, &r)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&json("chat", 1_795_935_600, &p, &r)).unwrap();
         assert_eq!(v["users"][0]["email"], "a@x.y");
         assert_eq!(v["users"][0]["month"], 5);
         assert_eq!(v["users"][0]["usage"]["month"]["cost"], "0.000000");
         assert_eq!(v["users"][0]["models"][0]["model"], "gpt-4o");
         assert_eq!(v["groups"][0]["name"], "*");
         let csv = csv(&p, &r);
-        assert!(csv.starts_with("period,kind,name,model,requests,input_tokens,output_tokens,cost_usd\r\n"));
+        assert!(csv.starts_with(
+            "period,kind,name,model,requests,input_tokens,output_tokens,cost_usd\r\n"
+        ));
         assert!(csv.contains("2026-11,user,a@x.y,gpt-4o,2,10,5,0.000000\r\n"), "{csv}");
         assert!(csv.contains("2026-11,group,*,*,8,10,5,0.000000\r\n"), "{csv}");
         assert_eq!(field("=cmd()"), "\"'=cmd()\"");

@@ -1,0 +1,132 @@
+//! `gpt_auth_quota_admin zone=NAME`: an administrator resets or tops up one user's (or one
+//! group's) current period without stopping nginx. `POST` with a form or query:
+//! `action=reset|topup`, `user=ADDRESS` or `group=NAME`, `period=day|month`, and for a top-up
+//! `requests=N`, `tokens=N` (output tokens) and/or `cost=USD`. Answers JSON with the counters
+//! after the change. Put it behind `gpt_auth on` and an admins-only allowlist.
+
+use gpt_auth_core::form::form_params;
+use gpt_auth_core::quota::budget::{format_usd, parse_usd};
+use gpt_auth_core::quota::{Amounts, Key, Period};
+use gpt_auth_core::session::valid_email;
+use nginx_sys::{
+    ngx_int_t, ngx_uint_t, NGX_HTTP_BAD_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_NOT_ALLOWED, NGX_HTTP_OK,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
+
+use super::zone;
+use crate::conf::Handler;
+use crate::gate;
+use crate::ngx::response::{finalize, send_response};
+use crate::ngx::time::now;
+use crate::ngx::{body, RequestExt};
+use crate::pages::JSON;
+use crate::GptAuthModule;
+
+ngx_entry! {
+    pub handler fn admin_handler(r) {
+        if !r.is_post() {
+            return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
+        }
+        body::read(r, admin_body_read)
+    }
+}
+
+ngx_entry! {
+    event fn admin_body_read(r) {
+        let rc = act(r);
+        finalize(r, rc);
+    }
+}
+
+fn answer(r: &mut Request, status: u32, body: String) -> ngx_int_t {
+    send_response(r, status as ngx_uint_t, JSON, body.as_bytes())
+}
+
+fn bad(r: &mut Request, why: &str) -> ngx_int_t {
+    let body =
+        format!("{{\"error\":\"bad_request\",\"message\":{}}}\n", gpt_auth_core::json::quote(why));
+    answer(r, NGX_HTTP_BAD_REQUEST, body)
+}
+
+fn act(r: &mut Request) -> ngx_int_t {
+    let (Some(lcf), Some(mcf)) = (GptAuthModule::location_conf(r), GptAuthModule::main_conf(r))
+    else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let Handler::QuotaAdmin(name) = &lcf.handler else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let Some(z) = mcf.quota_zone(name) else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
+    let mut params = form_params(r.args());
+    params.extend(form_params(&body::in_memory(r).unwrap_or_default()));
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let (key, who) = match (get("user"), get("group")) {
+        (Some(u), None) if valid_email(&u) => {
+            (Key::User(u.clone()).encode(), format!("user \"{u}\""))
+        }
+        (None, Some(g)) if !g.is_empty() => (Key::group_key(&g), format!("group \"{g}\"")),
+        _ => return bad(r, "name one user=ADDRESS or group=NAME"),
+    };
+    let period = match get("period").as_deref() {
+        Some("day") => Period::Day,
+        Some("month") | None => Period::Month,
+        Some(_) => return bad(r, "period must be day or month"),
+    };
+    let action = get("action").unwrap_or_default();
+    let mut extra = Amounts::default();
+    if action == "topup" {
+        let n = |name: &str| {
+            get(name).map(|v| v.parse::<u64>().map_err(|_| name.to_owned())).transpose()
+        };
+        match (n("requests"), n("tokens"), get("cost").map(|v| parse_usd(&v)).transpose()) {
+            (Ok(req), Ok(tok), Ok(cost)) => {
+                extra = Amounts {
+                    requests: req.unwrap_or(0),
+                    input: 0,
+                    output: tok.unwrap_or(0),
+                    cost: cost.unwrap_or(0),
+                };
+            }
+            _ => return bad(r, "requests and tokens are numbers, cost is US dollars"),
+        }
+        if extra == Amounts::default() {
+            return bad(r, "a top-up needs requests=, tokens= or cost=");
+        }
+    } else if action != "reset" {
+        return bad(r, "action must be reset or topup");
+    }
+    let p = z.periods(now());
+    let done = zone::update(z, &key, &p, |c| {
+        if action == "reset" {
+            c.reset(&p, period);
+        } else {
+            c.top_up(&p, period, &extra);
+        }
+    });
+    if !done {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    }
+    let admin = gate::verdict::current(r).and_then(|v| v.email()).unwrap_or("-").to_owned();
+    notice!(
+        r,
+        "quota admin \"{}\": {} of {} for the {} (zone \"{}\")",
+        admin,
+        action,
+        who,
+        period.as_str(),
+        z.name
+    );
+    let c = zone::get(z, &key).unwrap_or_default();
+    let used = c.used(period);
+    let body = format!(
+        "{{\"done\":\"{action}\",\"period\":\"{}\",\"used\":{{\"requests\":{},\"input_tokens\":{},\
+         \"output_tokens\":{},\"cost\":\"{}\"}}}}\n",
+        period.as_str(),
+        used.requests,
+        used.input,
+        used.output,
+        format_usd(used.cost)
+    );
+    answer(r, NGX_HTTP_OK, body)
+}
