@@ -59,6 +59,7 @@ fn main() {
     documents(&mut c);
     forms_and_headers(&mut c);
     pages(&mut c, &root);
+    usage(&mut c);
 
     println!("wrote {} seed inputs under {}", c.count, c.dir.display());
 }
@@ -431,4 +432,162 @@ fn pages(c: &mut Corpus, root: &Path) {
         "html",
         "hi {{email}}, {{ email }}! {{unknown}} {{}} {{email\0email\0a@b.c\0x\0{{email}}",
     );
+}
+
+fn usage(c: &mut Corpus) {
+    // Request bodies: the references' requests, members deep down and in strings, escapes,
+    // every stream_options case, and the refusals of the unit tests.
+    for body in [
+        r#"{"model": "VAR_chat_model_id", "messages": [{"role": "developer", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello!"}], "stream": true}"#,
+        r#"{"model": "claude-opus-4-6", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 256, "stream": true}"#,
+        r#"{"model":"gpt-5.4","input":"Hi","max_output_tokens":0,"stream":true}"#,
+        r#"{"model":"o3","max_completion_tokens":4096,"max_tokens":100,"stream":true,"stream_options":{"include_usage":true}}"#,
+        r#"{"stream":true,"stream_options":{"include_obfuscation":false},"model":"m"}"#,
+        r#"{"stream":true,"stream_options":null,"n":1}"#,
+        r#"{"stream":true,"stream_options":{"include_usage":null}}"#,
+        r#"{"stream":true,"stream_options":{"include_usage":false}}"#,
+        r#"{"stream":true,"stream_options": { } }"#,
+        "{\n  \"stream\": true,\n  \"messages\": [{\"a\": {}}] \n}\n",
+        r#"{"messages":[{"role":"user","content":"{\"model\":\"gpt-4\",\"stream\":true}"},{"model":"nested","content":[{"stream_options":{"include_usage":true}}]}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"model":{"type":"string"}}}}}],"model":"gpt-4o-mini"}"#,
+        "{\"mod\\u0065l\":\"gpt-\\u00e9\\ud83d\\ude00\\\"\\\\\",\"str\\u0065am\":true,\"max_\\u0074okens\":12}",
+        "{\"model\":\"caf\u{e9} \u{1F600}\",\"x\":[1.5e300,-0,0.25,-1E-7,true,false,null]}",
+        r#"{"model":"a","model":"b"}"#,
+        r#"{"model":"a","mod\u0065l":"a"}"#,
+        r#"{"stream_options":{"include_usage":true,"include_usage":true}}"#,
+        r#"{"model":1,"stream":"true","max_tokens":-1}"#,
+        r#"{"max_tokens":18446744073709551616,"max_completion_tokens":1.0,"max_output_tokens":1e3}"#,
+        r#"{"a":"\ud800\u0041","b":"\udc00"}"#,
+        "{\"a\":\"\t\"}",
+        "{\"model\":\"x\",}",
+        "{\"model\":\"gpt",
+        "[{\"model\":\"x\"}]",
+        "\u{feff}{}",
+        "",
+    ] {
+        c.add("usage_request", body);
+    }
+    c.add("usage_request", format!("{{\"a\":{}{}}}", "[".repeat(511), "]".repeat(511)));
+    c.add("usage_request", format!("{{\"a\":{}{}}}", "[".repeat(512), "]".repeat(512)));
+    c.add("usage_request", b"{\"a\":\"\xff\"}");
+
+    // Event streams: the fixtures whole, cut, with CRLF and CR line ends; the standard's
+    // examples; an oversized event (cap 64).
+    let fixtures = [CHAT_STREAM, RESPONSES_STREAM, ANTHROPIC_STREAM];
+    for (i, f) in fixtures.iter().enumerate() {
+        let text = std::str::from_utf8(f).unwrap();
+        c.with_selector("usage_sse", 255, [&[0u8][..], f].concat());
+        c.with_selector("usage_sse", 255, [&[0x93u8][..], f].concat());
+        c.with_selector(
+            "usage_sse",
+            40,
+            [&[7u8][..], text.replace('\n', "\r\n").as_bytes()].concat(),
+        );
+        c.with_selector(
+            "usage_sse",
+            255,
+            [&[0x85u8][..], text.replace('\n', "\r").as_bytes()].concat(),
+        );
+        let apis = [0u8, 2, 4]; // chat completions, responses, anthropic messages
+        c.with_selector("usage_response", apis[i] | 8, f);
+        c.with_selector("usage_response", apis[i] | 0x58, &f[..f.len() / 2]);
+    }
+    c.with_selector("usage_response", 1 | 8, CHAT_STREAM);
+    for s in [
+        "data: This is the first message.\n\ndata: This is the second message, it\ndata: has two lines.\n\ndata: This is the third message.\n\n",
+        "event: add\ndata: 73857293\n\nevent: remove\ndata: 2153\n\nevent: add\ndata: 113411\n\n",
+        "data\n\ndata\ndata\n\ndata:",
+        ": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n",
+        "\u{feff}data: a\r\n\r\n\u{feff}data: b\r\r",
+    ] {
+        c.with_selector("usage_sse", 255, [&[0x21u8][..], s.as_bytes()].concat());
+    }
+    c.with_selector(
+        "usage_sse",
+        0,
+        [
+            &[3u8][..],
+            format!("data: small\n\ndata: {}\n\ndata: after\n\n", "x".repeat(100)).as_bytes(),
+        ]
+        .concat(),
+    );
+
+    // Whole answers: the references' examples, cached and reasoning counts, errors.
+    for (api, body) in [
+        (
+            0u8,
+            r#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-5.4","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default"}"#,
+        ),
+        (
+            1,
+            r#"{"id":"cmpl-uqkvlQyYK7bGYrRHQ0eXlWi7","object":"text_completion","created":1589478378,"model":"VAR_completion_model_id","choices":[{"text":"\n\nThis is indeed a test","index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#,
+        ),
+        (
+            3,
+            r#"{"object":"list","data":[{"object":"embedding","embedding":[0.0023064255,-0.009327292],"index":0}],"model":"text-embedding-ada-002","usage":{"prompt_tokens":8,"total_tokens":8}}"#,
+        ),
+        (
+            2,
+            r#"{"id":"resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b","object":"response","status":"completed","error":null,"model":"gpt-5.4","output":[],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123}}"#,
+        ),
+        (
+            4,
+            r#"{"content":[{"text":"Hi! My name is Claude.","type":"text"}],"id":"msg_013Zva2CMHLNnXjNJJKqJ2EF","model":"claude-sonnet-4-5-20250929","role":"assistant","stop_reason":"end_turn","stop_sequence":null,"type":"message","usage":{"input_tokens":21,"cache_creation_input_tokens":188086,"cache_read_input_tokens":1000,"output_tokens":393}}"#,
+        ),
+        (
+            0,
+            r#"{"model":"o3","usage":{"prompt_tokens":2048,"completion_tokens":900,"prompt_tokens_details":{"cached_tokens":1024,"cache_write_tokens":512},"completion_tokens_details":{"reasoning_tokens":640}}}"#,
+        ),
+        (
+            0,
+            r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+        ),
+        (4, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
+        (
+            2,
+            r#"{"status":"failed","error":{"code":"server_error"},"usage":{"input_tokens":10,"output_tokens":2}}"#,
+        ),
+        (0, "<html><body>502 Bad Gateway</body></html>"),
+        (0, "{\"usage\":{\"prompt_tokens\":\"1\"}}"),
+    ] {
+        c.with_selector("usage_response", api, body);
+    }
+    c.with_selector("usage_response", 8, concat!(
+        "data: {\"choices\":[],\"model\":\"\",\"prompt_filter_results\":[]}\n\n",
+        "data: {\"choices\":null,\"model\":\"gpt-4o\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n",
+        "data: {\"error\":{\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n",
+    ));
+    c.with_selector("usage_response", 4, concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":100,\"cache_read_input_tokens\":2000,\"output_tokens\":1}}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"input_tokens\":40,\"output_tokens\":47}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    ));
+
+    // Price tables, each with a model and a usage (five u64, then five u16 of extra tokens).
+    let table = "# US dollars per million tokens\n\
+        gpt-4o        input=2.50 cached_input=1.25 output=10.00\n\
+        gpt-4o-mini*  input=0.15 cached_input=0.075 output=0.60   # dated versions\n\
+        claude-*      input=3 cached_input=0.30 cache_creation_input=3.75 output=15\n\
+        \n*             input=1 output=1\n";
+    let usage: Vec<u8> = [1000u64, 200, 50, 500, 100]
+        .iter()
+        .flat_map(|n| n.to_le_bytes())
+        .chain([7u8, 0, 1, 0, 0, 1, 9, 0, 255, 255])
+        .collect();
+    for model in
+        ["gpt-4o", "GPT-4o-mini-2024-07-18", "claude-opus-4-6", "o3", "gpt-4o-2024-08-06", ""]
+    {
+        c.add("price_table", [table.as_bytes(), b"\0", model.as_bytes(), b"\0", &usage].concat());
+    }
+    let huge: Vec<u8> = [u64::MAX; 5].iter().flat_map(|n| n.to_le_bytes()).collect();
+    c.add("price_table", [table.as_bytes(), b"\0gpt-4o\0", &huge].concat());
+    for t in [
+        "*-mini input=1 output=1\ngpt-* input=2 output=2\na* input=5 output=5\n*a input=6 output=6\n*b* input=7 output=7\nGPT-4O-MINI input=8 output=8\0gpt-4o-mini\0",
+        "a input=1 output=1\nA input=2 output=2\0a\0",
+        "gpt-4o input=1\0gpt-4o\0",
+        "a input=1.0000001 output=1\0a\0",
+        "* input=18446744073709.551615 output=0.000001 cached_input=0 cache_creation_input=99\0x\0",
+        "**a**b input=1 output=1\0aab\0",
+    ] {
+        c.add("price_table", [t.as_bytes(), &usage].concat());
+    }
 }

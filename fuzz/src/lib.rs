@@ -222,3 +222,45 @@ pub fn custom_policy(text: &str) -> Policy {
     let own_host = opt(lines.next());
     Policy { cookie_domain, own_host, allowed_hosts: lines.map(str::to_owned).collect() }
 }
+
+/// The AI API answers of `crates/gpt-auth-core/tests/fixtures/usage` (see its README): the
+/// usage targets' seeds.
+pub const CHAT_STREAM: &[u8] =
+    include_bytes!("../../crates/gpt-auth-core/tests/fixtures/usage/openai-chat-stream.sse");
+pub const RESPONSES_STREAM: &[u8] =
+    include_bytes!("../../crates/gpt-auth-core/tests/fixtures/usage/openai-responses-stream.sse");
+pub const ANTHROPIC_STREAM: &[u8] =
+    include_bytes!("../../crates/gpt-auth-core/tests/fixtures/usage/anthropic-messages-stream.sse");
+
+/// `data` cut into chunks at points chosen by `seed` (0: one chunk; otherwise up to 16 cuts,
+/// from one byte apart to far apart), for the targets that check that chunking changes
+/// nothing.
+pub fn chunks(data: &[u8], seed: u8) -> Vec<&[u8]> {
+    if seed == 0 || data.is_empty() {
+        return vec![data];
+    }
+    let mut state = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    let mut cuts: Vec<usize> = (0..(seed % 16) + 1)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as usize % (data.len() + 1)
+        })
+        .collect();
+    if seed & 0x80 != 0 {
+        // Byte by byte around the first cut (inside a CRLF pair, a UTF-8 sequence).
+        let at = cuts[0];
+        cuts.extend(at..(at + 8).min(data.len()));
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut from = 0;
+    for c in cuts {
+        out.push(&data[from..c]);
+        from = c;
+    }
+    out.push(&data[from..]);
+    out
+}

@@ -144,6 +144,14 @@ impl PriceTable {
                     quoted(pattern)
                 )));
             }
+            // A `#` after other white space than a space or a tab is no comment, but a pattern
+            // starting with it would be one when the table is written back.
+            if pattern.starts_with('#') || pattern.contains(char::is_control) {
+                return Err(err(format!(
+                    "{}: a model pattern must be printable and not start with #",
+                    quoted(pattern)
+                )));
+            }
             let pattern = pattern.to_ascii_lowercase();
             if let Some(other) = table.rules.iter().find(|r| r.pattern == pattern) {
                 return Err(err(format!(
@@ -396,6 +404,8 @@ claude-*      input=3 cached_input=0.30 cache_creation_input=3.75 output=15
             ("a input=$1 output=1", 1, "\"input=$1\""),
             ("a input= output=1", 1, "\"input=\""),
             ("a input=99999999999999999999 output=1", 1, "\"input=9999"),
+            ("\u{b}#a input=1 output=1", 1, "not start with #"),
+            ("a\u{8}b input=1 output=1", 1, "must be printable"),
         ] {
             let e = PriceTable::parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");

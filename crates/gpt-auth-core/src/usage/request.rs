@@ -1004,6 +1004,8 @@ mod tests {
             assert_eq!(err(bad.as_bytes()), E::BadField(name), "{bad}");
         }
         assert_eq!(info(r#"{"max_tokens":18446744073709551615}"#).max_tokens, Some(u64::MAX));
+        // serde_json reads `-0` as the float -0.0: not an integer here either.
+        assert_eq!(err(br#"{"max_tokens":-0}"#), E::BadField("max_tokens"));
         assert_eq!(info(r#"{"y":-0.0e-0,"x":-1.5E+3,"z":0.5e-10}"#).model, None);
         // Depth: 512 levels (the top-level object included) are fine, 513 are not.
         let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n - 1), "]".repeat(n - 1));

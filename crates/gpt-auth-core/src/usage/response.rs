@@ -8,8 +8,9 @@
 //! were the model's hidden reasoning. OpenAI's counts are already of that shape; Anthropic's
 //! `input_tokens` excludes the cache reads and writes, which are added to it here.
 //!
-//! Only the members needed are read (serde ignores the rest, content included, without
-//! building it).
+//! Only the members needed are read: serde skips the rest, content included, without building
+//! it (nor checking that its strings are UTF-8: an answer is metered for what its usage says
+//! even if some of its text is broken).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -130,7 +130,8 @@ impl Parser {
 
     /// The stream offset up to which every byte belongs to a finished event (dispatched, empty,
     /// or oversized and dropped): a filter that holds back the event in progress may send
-    /// everything before it. Never more than [`Parser::offset`]; never decreases.
+    /// everything before it. Never more than [`Parser::offset`]; never decreases. Holding an
+    /// event back until its blank line costs a client nothing: it acts on an event only then.
     pub fn released(&self) -> u64 {
         if self.oversized {
             self.offset
