@@ -42,7 +42,7 @@ pub fn load(zone: &Zone, shared: &Shared, log: *mut ngx_log_t) {
     let loaded = zone::load(shared, entries);
     notice!(
         log,
-        "gpt_auth_quota_zone \"{}\": {} keys loaded from \"{}\"",
+        "gpt_auth_quota_zone \"{}\": {} users and groups loaded from \"{}\"",
         zone.name,
         loaded,
         path
