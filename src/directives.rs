@@ -18,7 +18,7 @@ use nginx_sys::{
 use crate::conf::directives as general;
 use crate::conf::{provider, LocConf};
 use crate::ngx::conf::{command, DirectiveHandler};
-use crate::{login, quota};
+use crate::{login, quota, usage};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
@@ -56,7 +56,7 @@ const fn http(name: &'static core::ffi::CStr, args: u32, set: DirectiveHandler) 
     command(name, NGX_HTTP_MAIN_CONF | args, set, NGX_HTTP_MAIN_CONF_OFFSET, 0)
 }
 
-pub static mut COMMANDS: [ngx_command_t; 28] = [
+pub static mut COMMANDS: [ngx_command_t; 36] = [
     any_level(c"gpt_auth", NGX_CONF_FLAG, general::enable),
     any_level(c"gpt_auth_key_file", NGX_CONF_TAKE1, general::key_file),
     any_level(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, general::cookie_name),
@@ -98,6 +98,14 @@ pub static mut COMMANDS: [ngx_command_t; 28] = [
     any_level(c"gpt_auth_quota_page", NGX_CONF_TAKE1, general::quota_page),
     location(c"gpt_auth_quota_report", NGX_CONF_TAKE1, quota::directives::quota_report),
     location(c"gpt_auth_quota_admin", NGX_CONF_TAKE1, quota::directives::quota_admin),
+    any_level(c"gpt_auth_api", NGX_CONF_TAKE1, usage::directives::api),
+    any_level(c"gpt_auth_models", NGX_CONF_1MORE, usage::directives::models),
+    any_level(c"gpt_auth_models_filter", NGX_CONF_TAKE1, usage::directives::models_filter),
+    any_level(c"gpt_auth_meter", NGX_CONF_TAKE1, usage::directives::meter),
+    any_level(c"gpt_auth_stream_usage", NGX_CONF_TAKE1, usage::directives::stream_usage),
+    any_level(c"gpt_auth_meter_fallback", NGX_CONF_TAKE1, usage::directives::meter_fallback),
+    any_level(c"gpt_auth_prices", NGX_CONF_TAKE1, usage::directives::prices),
+    any_level(c"gpt_auth_api_body_limit", NGX_CONF_TAKE1, usage::directives::body_limit),
     http(c"gpt_auth_quota_group", NGX_CONF_1MORE, quota::directives::quota_group),
     ngx_command_t::empty(),
 ];

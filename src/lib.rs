@@ -9,7 +9,8 @@
 //! | [`conf`] | configuration structures, merge, checks, the general and provider directives |
 //! | [`gate`] | the access check on every request, and the variables naming the user |
 //! | [`login`] | login page, callback, logout, the login flow and its provider fetches |
-//! | [`quota`] | per-user budgets: zones, charging, 429, report, state file |
+//! | [`quota`] | budgets: zones, charging, 429, report, administration, state file |
+//! | [`usage`] | AI API control: model rules, the request read, the answer metered, settling |
 //! | [`pages`] | the HTML pages and redirects |
 //! | [`files`] | files re-read when they change (allowlists, overrides) |
 //!
@@ -40,6 +41,7 @@ mod pages;
 mod quota;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
+mod usage;
 mod variables;
 
 use crate::conf::{LocConf, MainConf};
@@ -104,9 +106,27 @@ ngx_entry! {
 ngx_entry! {
     /// Registers the access-phase handler and the header filter.
     conf_hook fn postconfiguration(cf) {
-        crate::ngx::filter::install_header_filter(gate::cache::cache_control_filter);
+        crate::ngx::filter::install_header_filter(header_filter);
+        crate::ngx::filter::install_body_filter(body_filter);
         add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, gate::access::access_handler)
             && add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_LOG_PHASE, quota::charge::log_handler)
+            && add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_LOG_PHASE, usage::settle::log_handler)
+    }
+}
+
+ngx_entry! {
+    /// The module's header filter: Cache-Control of protected responses, and how an AI answer
+    /// is read.
+    header_filter fn header_filter(r) {
+        gate::cache::on_header(r);
+        usage::filter::on_header(r);
+    }
+}
+
+ngx_entry! {
+    /// The module's body filter: AI answers read as they pass.
+    body_filter fn body_filter(r, chain) {
+        usage::filter::on_body(r, chain)
     }
 }
 

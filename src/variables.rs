@@ -13,6 +13,7 @@ use ngx::ngx_string;
 use crate::gate::variables as gate;
 use crate::login::fetch;
 use crate::quota::variables as quota;
+use crate::usage::variables as usage;
 
 type Getter = unsafe extern "C" fn(
     *mut nginx_sys::ngx_http_request_t,
@@ -32,7 +33,7 @@ const fn variable(name: ngx_str_t, get: Getter) -> ngx_http_variable_t {
 }
 
 /// The table, registered in `preconfiguration` (nginx copies what it keeps).
-pub const VARIABLES: [ngx_http_variable_t; 12] = [
+pub const VARIABLES: [ngx_http_variable_t; 17] = [
     variable(ngx_string!("gpt_auth_email"), gate::email),
     variable(ngx_string!("gpt_auth_result"), gate::result),
     variable(ngx_string!("gpt_auth_fetch_url"), fetch::var_url),
@@ -45,4 +46,9 @@ pub const VARIABLES: [ngx_http_variable_t; 12] = [
     variable(ngx_string!("gpt_auth_quota_month_used"), quota::month_used),
     variable(ngx_string!("gpt_auth_quota_month_remaining"), quota::month_remaining),
     variable(ngx_string!("gpt_auth_quota_warning"), quota::warning),
+    variable(ngx_string!("gpt_auth_model"), usage::model),
+    variable(ngx_string!("gpt_auth_input_tokens"), usage::input_tokens),
+    variable(ngx_string!("gpt_auth_output_tokens"), usage::output_tokens),
+    variable(ngx_string!("gpt_auth_cost"), usage::cost),
+    variable(ngx_string!("gpt_auth_usage_source"), usage::usage_source),
 ];

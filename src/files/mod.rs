@@ -63,6 +63,18 @@ impl Parse for Allowlist {
     }
 }
 
+impl Parse for gpt_auth_core::usage::price::PriceTable {
+    const WHAT: &'static str = "price table";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        Self::parse(text).map_err(|e| e.to_string())
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
+    }
+}
+
 impl Parse for Overrides {
     const WHAT: &'static str = "quota overrides";
 

@@ -37,6 +37,12 @@ fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
     match v.outcome {
         Outcome::Allowed => {
             debug!(r, "access granted to \"{}\"", v.email().unwrap_or_default());
+            if lcf.usage.enabled() {
+                let Some(email) = v.email().map(|e| e.as_bytes().to_vec()) else {
+                    return NGX_ERROR as ngx_int_t;
+                };
+                return crate::usage::access::check(r, lcf, &email);
+            }
             let (Some(q), Some(email)) = (lcf.quota(), v.email_bytes()) else {
                 return NGX_OK as ngx_int_t;
             };
@@ -90,6 +96,11 @@ fn unauthenticated(r: &mut Request, lcf: &LocConf, outcome: Outcome) -> ngx_int_
     }
 }
 
+/// The AI API error format of this request's location, if it fronts one.
+fn lcf_flavor(r: &Request) -> Option<crate::conf::usage::ApiFlavor> {
+    GptAuthModule::location_conf(r)?.api_flavor(r.path().as_bytes())
+}
+
 /// `$scheme://$http_host$request_uri`: where to come back to after a login.
 fn this_url(r: &Request) -> Vec<u8> {
     let mut url = Vec::with_capacity(256);
@@ -125,6 +136,12 @@ fn unauthorized(r: &mut Request, outcome: Outcome, login: Option<&str>) -> ngx_i
     }
     if r.has_error_page(NGX_HTTP_UNAUTHORIZED as _) {
         return NGX_HTTP_UNAUTHORIZED as ngx_int_t;
+    }
+    if let Some(flavor) = lcf_flavor(r) {
+        let msg = "sign in first, or send a personal API key (Authorization: Bearer)";
+        let body = pages::api::error_body(flavor, pages::api::Error::Unauthenticated, msg);
+        let rc = send_response(r, NGX_HTTP_UNAUTHORIZED as ngx_uint_t, JSON, body.as_bytes());
+        return answer_from_phase(r, rc);
     }
     let login = login.map(|l| format!(",\"login_url\":{}", quote(l))).unwrap_or_default();
     let body = format!(

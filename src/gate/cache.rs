@@ -9,8 +9,9 @@ use super::verdict::{self, Outcome};
 use crate::ngx::filter::{content_type, response_headers, take_response_headers};
 use crate::ngx::response::add_header;
 
-ngx_entry! {
-    pub header_filter fn cache_control_filter(r) {
+/// The protected response's header (called from the module's header filter).
+pub fn on_header(r: &mut ngx::http::Request) {
+    {
         if !r.is_main() {
             return;
         }

@@ -13,6 +13,7 @@
 //! | `directive` | directive handler | `&mut ngx_conf_t`, the module's conf | `Result<(), ConfError>`, logged as `"name" directive reason` |
 //! | `block_directive` | handler inside a `{ }` block of ours | the same | logged as `"name" reason` |
 //! | `header_filter` | a header filter | `&mut Request`, may change headers | nothing: the next filter is called (`NGX_ERROR` on panic) |
+//! | `body_filter` | a body filter | `&mut Request`, the chain | `ngx_int_t` (the body calls the next filter; `NGX_ERROR` on panic) |
 //! | `conf_hook` | `preconfiguration`, `postconfiguration` | `&mut ngx_conf_t` | `bool` (false: `NGX_ERROR`) |
 //! | `merge` | `merge_loc_conf` | `&ngx_conf_t`, the enclosing and the current conf | `Result<(), ConfError>`, logged at `emerg` |
 //! | `shm_init` | shared zone init | `&mut ngx_shm_zone_t`, whether reused | `Result<(), ()>` |
@@ -164,6 +165,21 @@ pub fn header_filter(r: *mut ngx_http_request_t, f: impl FnOnce(&mut Request)) -
 }
 
 #[doc(hidden)]
+pub fn body_filter(
+    r: *mut ngx_http_request_t,
+    chain: *mut nginx_sys::ngx_chain_t,
+    f: impl FnOnce(&mut Request, super::filter::Chain) -> ngx_int_t,
+) -> ngx_int_t {
+    guard(NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx calls body filters with a live request and its chain (or NULL).
+        match unsafe { request(r) } {
+            Some(r) => f(r, super::filter::Chain(chain)),
+            None => NGX_ERROR as ngx_int_t,
+        }
+    })
+}
+
+#[doc(hidden)]
 pub fn conf_hook(cf: *mut ngx_conf_t, f: impl FnOnce(&mut ngx_conf_t) -> bool) -> ngx_int_t {
     guard(NGX_ERROR as ngx_int_t, || {
         // SAFETY: nginx passes the configuration being parsed.
@@ -304,6 +320,15 @@ macro_rules! ngx_entry {
         $(#[$m])*
         $vis unsafe extern "C" fn $name(r: *mut nginx_sys::ngx_http_request_t) -> nginx_sys::ngx_int_t {
             $crate::ngx::entry::header_filter(r, |$r| $body)
+        }
+    };
+    ($(#[$m:meta])* $vis:vis body_filter fn $name:ident($r:ident, $chain:ident) $body:block) => {
+        $(#[$m])*
+        $vis unsafe extern "C" fn $name(
+            r: *mut nginx_sys::ngx_http_request_t,
+            chain: *mut nginx_sys::ngx_chain_t,
+        ) -> nginx_sys::ngx_int_t {
+            $crate::ngx::entry::body_filter(r, chain, |$r, $chain| $body)
         }
     };
     ($(#[$m:meta])* $vis:vis conf_hook fn $name:ident($cf:ident) $body:block) => {

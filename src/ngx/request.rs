@@ -263,3 +263,38 @@ pub fn set_variable(v: &mut ngx_variable_value_t, bytes: &[u8]) {
 pub(super) fn raw(r: &mut Request) -> *mut ngx_http_request_t {
     ptr::from_mut(r.as_mut())
 }
+
+/// Takes a request header out of what is proxied: every header called `lower_name` gets the
+/// name `Keep-Alive` and an empty value. nginx's proxy module sends the client's headers except
+/// those it sets itself, and it always sets `Keep-Alive` (to nothing: not sent); removing the
+/// entry from nginx's list instead would break the pointers nginx keeps into it. `$http_*` of
+/// the old name is empty afterwards.
+pub fn hide_header_in(r: &mut Request, lower_name: &[u8]) {
+    const NAME: &str = "Keep-Alive";
+    const LOWER: &[u8] = b"keep-alive\0";
+    // SAFETY: the request's header list: parts chained through `next`, each with `nelts`
+    // initialised ngx_table_elt_t; the new name and value are static.
+    unsafe {
+        let hash = nginx_sys::ngx_hash_key(LOWER.as_ptr().cast_mut(), LOWER.len() - 1);
+        let mut part = ptr::addr_of_mut!(r.as_mut().headers_in.headers.part);
+        while let Some(p) = part.as_mut() {
+            for i in 0..p.nelts {
+                let h = &mut *p.elts.cast::<ngx_table_elt_t>().add(i);
+                if h.hash == 0 || h.lowcase_key.is_null() || h.key.len != lower_name.len() {
+                    continue;
+                }
+                if slice::from_raw_parts(h.lowcase_key, h.key.len) != lower_name {
+                    continue;
+                }
+                h.key = nginx_sys::ngx_str_t { len: NAME.len(), data: NAME.as_ptr().cast_mut() };
+                h.lowcase_key = LOWER.as_ptr().cast_mut();
+                h.hash = hash;
+                h.value = nginx_sys::ngx_str_t::default();
+            }
+            part = p.next;
+        }
+        if lower_name == b"authorization" {
+            r.as_mut().headers_in.authorization = ptr::null_mut();
+        }
+    }
+}

@@ -52,7 +52,7 @@ pub enum Admit {
 /// Why it may not.
 pub enum Refusal {
     /// A budget is used up: whose (the user, or a group's name) and which.
-    Exceeded { email: String, group: Option<String>, exceeded: Exceeded, counters: Counters },
+    Exceeded { email: String, group: Option<String>, exceeded: Exceeded },
     /// No room in the zone for another user: 503 (logged once by the zone).
     Full,
     /// The zone is not usable: 500.
@@ -129,11 +129,11 @@ pub fn enforce(
         Ok(Admission::Refused(i, exceeded)) => {
             let email = String::from_utf8_lossy(email).into_owned();
             let group = (i > 0).then(|| member_groups[i - 1].name.clone());
-            let counters = zone::get(z, keys[i].key).unwrap_or_default();
             if i == 0 {
+                let counters = zone::get(z, keys[i].key).unwrap_or_default();
                 let _ = pool::stash(r, super::variables::Refused(counters, limits));
             }
-            return Admit::No(Refusal::Exceeded { email, group, exceeded, counters });
+            return Admit::No(Refusal::Exceeded { email, group, exceeded });
         }
         Err(QuotaError::Full) => return Admit::No(Refusal::Full),
         Err(QuotaError::Unavailable) => {

@@ -20,11 +20,7 @@ pub fn crossed(
             let Some(cap) = limits.period(period).get(unit) else { continue };
             let share = |c: &Counters| {
                 let used = c.used(period).of(unit);
-                if cap == 0 {
-                    1000
-                } else {
-                    used.saturating_mul(1000) / cap
-                }
+                used.saturating_mul(1000).checked_div(cap).unwrap_or(1000)
             };
             if before.used(period) != after.used(period)
                 && share(before) < warn

@@ -32,9 +32,9 @@ impl Key {
 
     pub fn decode(bytes: &[u8]) -> Option<Key> {
         let text = |b: &[u8]| core::str::from_utf8(b).ok().map(str::to_owned);
-        match bytes.first()? {
-            &GROUP => Some(Key::Group(text(&bytes[1..])?)),
-            &MODEL => {
+        match *bytes.first()? {
+            GROUP => Some(Key::Group(text(&bytes[1..])?)),
+            MODEL => {
                 let rest = &bytes[1..];
                 let nul = rest.iter().position(|&b| b == 0)?;
                 Some(Key::Model { email: text(&rest[..nul])?, model: text(&rest[nul + 1..])? })

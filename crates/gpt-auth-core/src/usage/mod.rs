@@ -6,6 +6,7 @@
 //! Everything here is pure: the nginx module feeds bytes in and acts on what comes out.
 
 pub mod glob;
+pub mod models;
 pub mod price;
 pub mod request;
 pub mod response;

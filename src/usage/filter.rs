@@ -1,0 +1,238 @@
+//! Reading the provider's answer as it passes to the client, without holding it back:
+//!
+//! - a JSON answer is copied (up to [`MAX_JSON`]) and its usage read at the end;
+//! - an event stream is parsed incrementally and passed on buffer by buffer, unchanged; when
+//!   the module asked for the usage chunk on the client's behalf, that one event is cut out
+//!   (only then are the bytes of an event still incomplete at the end of a buffer held until
+//!   it is complete: a buffer that ends on an event boundary, as streams are written, passes
+//!   as it is);
+//! - a model list to filter is held until complete (it is small), then rewritten.
+//!
+//! Anything else (compressed, in a temporary file, too large) is passed on unread; the log
+//! phase then charges the documented fallback.
+
+use gpt_auth_core::usage::response::{Disposition, StreamMeter};
+use gpt_auth_core::usage::sse::{Item, Parser};
+use nginx_sys::{ngx_int_t, NGX_ERROR, NGX_OK};
+use ngx::http::Request;
+
+use super::exchange::{self, Exchange, Reading};
+use super::models;
+use crate::ngx::filter::{
+    clear_content_length, content_encoding, content_type, next_body_filter, Chain,
+};
+
+/// Largest JSON answer (or model list) read.
+pub const MAX_JSON: usize = 4 * 1024 * 1024;
+
+/// The response header of a followed exchange: decides how its body is read.
+pub fn on_header(r: &mut Request) {
+    if !r.is_main() {
+        return;
+    }
+    let Some(x) = exchange::get(r) else { return };
+    let status = r.as_ref().headers_out.status;
+    let reading = reading_for(r, x);
+    let changes_length = match &reading {
+        Reading::Stream { strip, .. } => *strip,
+        Reading::Models(_) => true,
+        _ => false,
+    };
+    let Ok(mut st) = x.state.try_borrow_mut() else { return };
+    st.status = status;
+    st.reading = reading;
+    drop(st);
+    if changes_length {
+        clear_content_length(r);
+    }
+}
+
+fn reading_for(r: &Request, x: &Exchange) -> Reading {
+    if content_encoding(r).is_some_and(|e| !e.eq_ignore_ascii_case(b"identity")) {
+        return Reading::Skipped("compressed answer");
+    }
+    let ct = content_type(r);
+    if x.filter_models {
+        let ok = r.as_ref().headers_out.status == 200;
+        return if ok {
+            Reading::Models(Vec::new())
+        } else {
+            Reading::Skipped("model list not 200")
+        };
+    }
+    let Some(api) = x.api else { return Reading::Skipped("not a metered API") };
+    if ct.starts_with(b"text/event-stream") {
+        let strip = x.strip && api.needs_include_usage();
+        return Reading::Stream {
+            parser: Parser::new(),
+            meter: StreamMeter::new(api, strip),
+            strip,
+            held: Vec::new(),
+            held_from: 0,
+            cut: Vec::new(),
+        };
+    }
+    if ct.starts_with(b"application/json") || ct.is_empty() {
+        return Reading::Json(Vec::new());
+    }
+    Reading::Skipped("answer neither JSON nor an event stream")
+}
+
+/// The response body of a followed exchange.
+pub fn on_body(r: &Request, chain: Chain) -> ngx_int_t {
+    if !r.is_main() || chain.is_null() {
+        return next_body_filter(r, chain);
+    }
+    let Some(x) = exchange::get(r) else { return next_body_filter(r, chain) };
+    let Ok(mut st) = x.state.try_borrow_mut() else { return next_body_filter(r, chain) };
+    let bufs = chain.bufs();
+    let mut seen = 0u64;
+    for b in &bufs {
+        seen += b.bytes.map_or(0, |b| b.len() as u64);
+    }
+    st.response_bytes += seen;
+    if bufs.iter().any(|b| b.bytes.is_none()) && !matches!(st.reading, Reading::Skipped(_)) {
+        st.reading = Reading::Skipped("answer buffered to a temporary file");
+    }
+    let last = bufs.iter().any(|b| b.last_buf);
+    match &mut st.reading {
+        Reading::Json(copy) => {
+            for b in bufs.iter().filter_map(|b| b.bytes) {
+                if copy.len() + b.len() > MAX_JSON {
+                    st.reading = Reading::Skipped("answer too large to read");
+                    break;
+                }
+                copy.extend_from_slice(b);
+            }
+            drop(st);
+            next_body_filter(r, chain)
+        }
+        Reading::Stream { strip: false, parser, meter, .. } => {
+            for b in bufs.iter().filter_map(|b| b.bytes) {
+                feed(parser, meter, b, &mut Vec::new());
+            }
+            if last {
+                parser.finish(|item| on_item(meter, item, &mut Vec::new()));
+            }
+            drop(st);
+            next_body_filter(r, chain)
+        }
+        Reading::Stream { .. } => {
+            drop(st);
+            strip_usage_chunk(r, x, chain, &bufs, last)
+        }
+        Reading::Models(held) => {
+            for b in bufs.iter().filter_map(|b| b.bytes) {
+                held.extend_from_slice(b);
+            }
+            let too_large = held.len() > MAX_JSON;
+            if !last && !too_large {
+                chain.consume();
+                return NGX_OK as ngx_int_t;
+            }
+            let body = core::mem::take(held);
+            drop(st);
+            chain.consume();
+            filtered_models(r, x, &body)
+        }
+        _ => {
+            drop(st);
+            next_body_filter(r, chain)
+        }
+    }
+}
+
+fn on_item(meter: &mut StreamMeter, item: Item<'_>, cut: &mut Vec<(u64, u64)>) {
+    if let Item::Event(e) = item {
+        if meter.on_event(&e) == Disposition::Remove {
+            cut.push((e.span.start, e.span.end));
+        }
+    }
+}
+
+fn feed(parser: &mut Parser, meter: &mut StreamMeter, bytes: &[u8], cut: &mut Vec<(u64, u64)>) {
+    parser.feed(bytes, |item| on_item(meter, item, cut));
+}
+
+/// A stream whose usage chunk the module asked for: that event is cut out; everything else
+/// passes unchanged (in the buffer it came in where it can).
+fn strip_usage_chunk(
+    r: &Request,
+    x: &Exchange,
+    chain: Chain,
+    bufs: &[crate::ngx::filter::Buf<'_>],
+    last: bool,
+) -> ngx_int_t {
+    let mut st = match x.state.try_borrow_mut() {
+        Ok(st) => st,
+        Err(_) => return NGX_ERROR as ngx_int_t,
+    };
+    let Reading::Stream { parser, meter, held, held_from, cut, .. } = &mut st.reading else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    let start = parser.offset();
+    for b in bufs.iter().filter_map(|b| b.bytes) {
+        feed(parser, meter, b, cut);
+    }
+    if last {
+        parser.finish(|item| on_item(meter, item, cut));
+    }
+    let end = parser.offset();
+    let release = if last { end } else { parser.released() };
+    // As it came: nothing held before, nothing to cut, all of it finished events.
+    if held.is_empty() && *held_from == start && release == end && cut.iter().all(|c| c.1 <= start)
+    {
+        *held_from = end;
+        drop(st);
+        return next_body_filter(r, chain);
+    }
+    for b in bufs.iter().filter_map(|b| b.bytes) {
+        held.extend_from_slice(b);
+    }
+    chain.consume();
+    // The bytes [held_from, release) without the cut spans.
+    let base = *held_from;
+    let mut pieces: Vec<(usize, usize)> = Vec::new();
+    let mut pos = base;
+    for &(s, e) in cut.iter().filter(|c| c.1 > base && c.0 < release) {
+        if s > pos {
+            pieces.push(((pos - base) as usize, (s - base) as usize));
+        }
+        pos = pos.max(e);
+    }
+    if release > pos {
+        pieces.push(((pos - base) as usize, (release - base) as usize));
+    }
+    let slices: Vec<&[u8]> = pieces.iter().map(|&(a, b)| &held[a..b]).collect();
+    let out = Chain::of(r, &slices, last);
+    let done = (release - base) as usize;
+    held.drain(..done.min(held.len()));
+    *held_from = release;
+    cut.retain(|c| c.1 > release);
+    drop(st);
+    match out {
+        Some(out) => next_body_filter(r, out),
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
+
+/// Sends the model list with only the models the user may use.
+fn filtered_models(r: &Request, x: &Exchange, body: &[u8]) -> ngx_int_t {
+    let Some(lcf) = super::access::location(r) else { return NGX_ERROR as ngx_int_t };
+    let rules = lcf.usage.rules();
+    let filtered = gpt_auth_core::usage::models::filter_list(body, |id| {
+        models::allows(r, rules, x.user.as_bytes(), id)
+    });
+    let out = match &filtered {
+        Some(f) => f.as_slice(),
+        None => {
+            // Not a list of the documented shape: nothing can be shown safely.
+            error!(r, "AI model list: the answer is not a JSON list of models; sent empty");
+            b"{\"object\":\"list\",\"data\":[]}\n".as_slice()
+        }
+    };
+    match Chain::of(r, &[out], true) {
+        Some(c) => next_body_filter(r, c),
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
