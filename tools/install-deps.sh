@@ -4,7 +4,8 @@
 #
 #   tools/install-deps.sh build   nginx, nginx-dev and the C libraries the ngx crate builds against
 #   tools/install-deps.sh run     build + Node.js and the bundled OpenID provider (make run)
-#   tools/install-deps.sh test    run + Perl, openssl, Chromium and the browser driver (make test)
+#   tools/install-deps.sh test    run + Perl, openssl, Chromium and the browser driver, and the
+#                                 Python venv of the official AI SDKs (make test)
 set -eu
 
 want="${1:-build}"
@@ -15,7 +16,7 @@ node=no
 case "$want" in
     build) ;;
     run) node=yes ;;
-    test) node=yes; pkgs="$pkgs perl openssl curl chromium" ;;
+    test) node=yes; pkgs="$pkgs perl openssl curl chromium python3 python3-venv" ;;
     *) echo "usage: $0 build|run|test" >&2; exit 2 ;;
 esac
 if [ "$node" = yes ] && ! command -v node >/dev/null 2>&1; then
@@ -58,4 +59,9 @@ if [ "$node" = yes ]; then
         echo "install-deps: npm ci in t/oidc"
         (cd "$top/t/oidc" && npm ci --no-audit --no-fund)
     fi
+fi
+
+# The official openai and anthropic SDKs for the AI tests (t/ai/README.md), in build/pyenv.
+if [ "$want" = test ]; then
+    "$top/tools/install-python.sh"
 fi

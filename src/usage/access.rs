@@ -122,9 +122,6 @@ fn api_request(
             return refuse(r, flavor, NGX_HTTP_BAD_REQUEST, api::Error::BadRequest, &e.to_string());
         }
     };
-    if let Err(rc) = models::check(r, lcf, email, flavor, info.model.as_deref()) {
-        return rc;
-    }
     let Some(user) = PoolStr::copy(r, email) else { return NGX_ERROR as ngx_int_t };
     let mut x = Exchange::new(api, flavor, user);
     x.model = info.model.clone();
@@ -137,11 +134,15 @@ fn api_request(
             x.strip = true;
         }
     }
-    if lcf.usage.meters() {
-        hide_header_in(r, b"accept-encoding"); // a compressed answer could not be metered
-    }
+    // Stashed before the model check: $gpt_auth_model names a refused model too.
     if pool::stash(r, x).is_none() {
         return NGX_ERROR as ngx_int_t;
+    }
+    if let Err(rc) = models::check(r, lcf, email, flavor, info.model.as_deref()) {
+        return rc;
+    }
+    if lcf.usage.meters() {
+        hide_header_in(r, b"accept-encoding"); // a compressed answer could not be metered
     }
     let estimate = lcf.usage.meters().then(|| reservation(lcf, &info, body.len()));
     admit(r, lcf, email, estimate)

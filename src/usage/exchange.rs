@@ -56,7 +56,8 @@ pub enum Source {
     Reported,
     /// The documented fallback (the answer did not say).
     Estimated,
-    /// The upstream failed to answer: nothing charged.
+    /// No usage to charge: the upstream failed to answer (nothing charged) or answered with
+    /// an error (4xx: one request, no tokens).
     Failed,
 }
 

@@ -1,6 +1,8 @@
 //! When the answer is done (the log phase, or the first variable that asks): what it used —
 //! the usage the provider reported, or the documented fallback — its cost, and the budgets
-//! settled. An upstream that failed to answer (5xx, or no answer) is not charged.
+//! settled. An upstream that failed to answer (5xx, or no answer) is not charged; an error
+//! answer (4xx: a bad request, the provider's own rate limit) counts as a request but uses no
+//! tokens (providers do not bill them).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -57,10 +59,11 @@ pub fn settle(r: &Request) -> Option<Charged> {
     }
     let lcf = super::access::location(r)?;
     let failed = upstream_failed(r);
+    let refused = r.as_ref().headers_out.status >= 400;
     let metered = lcf.usage.meters() && x.api.is_some() && !x.filter_models;
     let (usage, source) = if !metered {
         (Usage::default(), Source::Unmetered)
-    } else if failed {
+    } else if failed || refused {
         (Usage::default(), Source::Failed)
     } else {
         match reported(x, &mut st) {
@@ -83,7 +86,8 @@ pub fn settle(r: &Request) -> Option<Charged> {
     };
     let model = st.answered_model.clone().or_else(|| x.model.clone());
     let cost = match (lcf.usage.prices(), &model) {
-        (Some(p), Some(m)) if !failed => {
+        (Some(_), Some(_)) if source == Source::Failed => Some(0),
+        (Some(p), Some(m)) => {
             let c = p.get(now(), r.log_ptr()).cost(m, &usage);
             if c.is_none() {
                 unpriced(r, m);
