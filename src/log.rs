@@ -11,8 +11,14 @@ pub trait AsLogPtr {
 }
 
 impl AsLogPtr for *mut ngx_log_t {
+    /// A null log (a caller with no request at hand) is the cycle's log: nginx's macros would
+    /// dereference it.
     fn as_log_ptr(&self) -> *mut ngx_log_t {
-        *self
+        if self.is_null() {
+            crate::ngx::cycle_log()
+        } else {
+            *self
+        }
     }
 }
 

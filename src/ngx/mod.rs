@@ -25,3 +25,10 @@ pub mod time;
 
 pub use conf::{ConfError, NgxConfExt, Source};
 pub use request::RequestExt;
+
+/// The running cycle's log (for lines with no request or configuration at hand).
+pub fn cycle_log() -> *mut nginx_sys::ngx_log_t {
+    // SAFETY: `ngx_cycle` is set before any module code runs and points to the running cycle
+    // (read only here; nginx replaces it between events, never during one).
+    unsafe { nginx_sys::ngx_cycle.as_ref().map_or(core::ptr::null_mut(), |c| c.log) }
+}

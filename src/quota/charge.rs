@@ -31,8 +31,9 @@ pub struct Charged {
     pub amount: Amounts,
     /// Charged in one step (else reserved, to be settled).
     pub charged_now: bool,
-    /// The user's counters after admission and budgets, for the variables.
-    pub counters: Counters,
+    /// The user's counters after admission (after settlement, once settled) and budgets, for
+    /// the variables.
+    pub counters: core::cell::Cell<Counters>,
     pub limits: Limits,
     /// Settled already (the log phase comes once, but be sure).
     pub settled: core::cell::Cell<bool>,
@@ -153,7 +154,7 @@ pub fn enforce(
         groups: mask,
         amount,
         charged_now,
-        counters,
+        counters: core::cell::Cell::new(counters),
         limits,
         settled: core::cell::Cell::new(false),
     };
@@ -207,6 +208,9 @@ pub fn settle(r: &Request, c: &Charged, actual: &Amounts, model: Option<&str>) {
     let charged_groups = groups.iter().enumerate().filter(|(i, _)| c.groups & (1 << i) != 0);
     let mut thresholds = core::iter::once((user_label(c.user.as_bytes()), c.q.warn, &c.limits))
         .chain(charged_groups.map(|(_, g)| (format!("group \"{}\"", g.name), g.warn, &g.limits)));
+    if let Some((_, after)) = changed.first() {
+        c.counters.set(*after);
+    }
     for (before, after) in &changed {
         let Some((who, warn, limits)) = thresholds.next() else { break };
         super::warn::crossed(r, &who, warn, before, after, limits);
@@ -218,10 +222,10 @@ fn refund(c: &Charged) {
     let p = c.zone.periods(now());
     for k in keys_of(c) {
         zone::update(c.zone, &k, &p, |counters| {
-            if counters.day == c.counters.day {
+            if counters.day == c.counters.get().day {
                 counters.day_used.sub(&c.amount);
             }
-            if counters.month == c.counters.month {
+            if counters.month == c.counters.get().month {
                 counters.month_used.sub(&c.amount);
             }
         });

@@ -20,7 +20,7 @@ fn value<'b>(
 ) -> Option<&'b [u8]> {
     use std::io::Write;
     let (c, limits) = match charged(r) {
-        Some(c) => (c.counters, c.limits),
+        Some(c) => (c.counters.get(), c.limits),
         None => {
             let refused = pool::stashed::<Refused>(r)?;
             (refused.0, refused.1)
@@ -65,7 +65,7 @@ ngx_entry! {
 ngx_entry! {
     pub variable fn warning(r) {
         let c = charged(r)?;
-        let w = super::warn::warning(&c.counters, &c.limits, c.q.warn)?;
+        let w = super::warn::warning(&c.counters.get(), &c.limits, c.q.warn)?;
         pool::copy(r, w.as_bytes())
     }
 }

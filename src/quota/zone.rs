@@ -125,7 +125,7 @@ pub fn settle(
 pub fn update(zone: &Zone, key: &[u8], p: &Periods, f: impl FnOnce(&mut Counters)) -> bool {
     let Some(shared) = shared(zone) else { return false };
     let mut table = shared.table.write();
-    match entry(&mut table, key, p.month, zone, core::ptr::null_mut()) {
+    match entry(&mut table, key, p.month, zone, crate::ngx::cycle_log()) {
         Ok(c) => {
             f(c);
             true

@@ -144,19 +144,19 @@ fn api_request(
     if lcf.usage.meters() {
         hide_header_in(r, b"accept-encoding"); // a compressed answer could not be metered
     }
-    let estimate = lcf.usage.meters().then(|| reservation(lcf, &info, body.len()));
+    let estimate = lcf.usage.meters().then(|| reservation(r, lcf, &info, body.len()));
     admit(r, lcf, email, estimate)
 }
 
 /// What a metered request reserves: its input estimated from the body, its output limit (or the
 /// location's `reserve=`), and their cost.
-fn reservation(lcf: &LocConf, info: &RequestInfo, body_len: usize) -> Amounts {
+fn reservation(r: &Request, lcf: &LocConf, info: &RequestInfo, body_len: usize) -> Amounts {
     let reserve = lcf.quota().map_or(crate::conf::quota::DEFAULT_RESERVE, |q| q.reserve);
     let input = estimate(body_len as u64, 0).input;
     let output = info.output_limit().unwrap_or(reserve);
     let usage = Usage { input, output, ..Usage::default() };
     let cost = match (lcf.usage.prices(), &info.model) {
-        (Some(p), Some(m)) => p.get(now(), core::ptr::null_mut()).cost(m, &usage).unwrap_or(0),
+        (Some(p), Some(m)) => p.get(now(), r.log()).cost(m, &usage).unwrap_or(0),
         _ => 0,
     };
     Amounts { requests: 1, input, output, cost }
