@@ -113,6 +113,9 @@ $demo/). A mock AI provider (OpenAI-compatible) runs on 127.0.0.1:$ai_port.
     bob@example.com   / bob     may chat with gpt-4o-mini only; 403 for gpt-4o and at /gpt4/
     eve@example.org   / eve     is not on company.allow: "not allowed" at sign-in
 
+  The chat (http://127.0.0.1:$port/chat.html) talks to /v1/ through nginx, which checks the
+  model, adds the provider key and meters tokens and cost (access.log, /usage).
+
   From a shell:
     curl -i http://127.0.0.1:$port/api/whoami                    # 401: no session
     curl -i -H 'Accept: text/html' http://127.0.0.1:$port/        # 302 to the login page
