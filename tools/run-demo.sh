@@ -109,7 +109,7 @@ gpt_auth demo: open http://127.0.0.1:$port/ in a browser (Ctrl-C or SIGTERM stop
 $demo/). A mock AI provider (OpenAI-compatible) runs on 127.0.0.1:$ai_port.
 
   Sign in with the demo provider as
-    alice@example.com / alice   may chat with gpt-4o, gpt-4o-mini, gpt-4.1, o1-mini; /gpt4/, /usage
+    alice@example.com / alice   may chat with every gpt-4* and o1* model; /gpt4/, /usage
     bob@example.com   / bob     may chat with gpt-4o-mini only; 403 for gpt-4o and at /gpt4/
     eve@example.org   / eve     is not on company.allow: "not allowed" at sign-in
 
