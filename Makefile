@@ -3,7 +3,7 @@
 #   make          build the module against this machine's nginx (installs packages it needs)
 #   make test     cargo tests + the Test::Nginx suite (t/*.t)
 #   make prove-upstream  the same suite under the upstream nginx-tests library (NGINX_TESTS_LIB)
-#   make run      demo on http://127.0.0.1:8080/ (DEMO_PORT=, DEMO_IDP_PORT= to choose ports)
+#   make run      demo on http://127.0.0.1:8080/ (DEMO_PORT=, DEMO_IDP_PORT=, DEMO_AI_PORT=)
 #   make install  module + load_module snippet into the system nginx
 #   make bench    performance: vs no auth, secure_link, auth_request (bench/README.md)
 #   make fuzz     every fuzz target FUZZ_SECONDS (60) s; corpus kept in fuzz/corpus (fuzz/README.md)
@@ -146,7 +146,7 @@ check: $(NGINX_CONFIGURED)
 
 run: build
 	@tools/install-deps.sh run
-	@DEMO_PORT="$(DEMO_PORT)" DEMO_IDP_PORT="$(DEMO_IDP_PORT)" \
+	@DEMO_PORT="$(DEMO_PORT)" DEMO_IDP_PORT="$(DEMO_IDP_PORT)" DEMO_AI_PORT="$(DEMO_AI_PORT)" \
 	    tools/run-demo.sh "$(NGINX)" "$(MODULE_SO)" "$(CURDIR)/$(CLI)"
 
 bench: build

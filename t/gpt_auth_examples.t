@@ -75,6 +75,7 @@ for my $f (qw/ demo.keys /) {
 $t->write_file('demo.secret', "demo-secret\n");
 $t->write_file('company.allow', "\@example.com\n");
 $t->write_file('gpt4.allow', "alice\@example.com\n");
+$t->write_file('prices.txt', "gpt-4o input=2.50 cached_input=1.25 output=10\n");
 $t->write_file('gpt_auth_fetch.conf', slurp("$confdir/gpt_auth_fetch.conf"));
 mkdir("$d/tmp");
 $demo = "%%TEST_GLOBALS%%\n$demo";

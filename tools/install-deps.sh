@@ -3,7 +3,8 @@
 # already there.
 #
 #   tools/install-deps.sh build   nginx, nginx-dev and the C libraries the ngx crate builds against
-#   tools/install-deps.sh run     build + Node.js and the bundled OpenID provider (make run)
+#   tools/install-deps.sh run     build + Node.js and the bundled OpenID provider, Python 3 for the
+#                                 mock AI provider (make run)
 #   tools/install-deps.sh test    run + Perl, openssl, Chromium and the browser driver, and the
 #                                 Python venv of the official AI SDKs (make test)
 set -eu
@@ -21,6 +22,9 @@ case "$want" in
 esac
 if [ "$node" = yes ] && ! command -v node >/dev/null 2>&1; then
     pkgs="$pkgs nodejs npm"
+fi
+if [ "$node" = yes ] && ! command -v python3 >/dev/null 2>&1; then
+    pkgs="$pkgs python3"
 fi
 
 missing=""
