@@ -11,14 +11,14 @@ use core::mem::offset_of;
 
 use nginx_sys::{
     ngx_command_t, NGX_CONF_1MORE, NGX_CONF_BLOCK, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
-    NGX_HTTP_SRV_CONF,
+    NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 
 use crate::conf::directives as general;
 use crate::conf::{provider, LocConf};
 use crate::ngx::conf::{command, DirectiveHandler};
-use crate::{login, quota, usage};
+use crate::{apikeys, login, quota, usage};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
@@ -56,7 +56,7 @@ const fn http(name: &'static core::ffi::CStr, args: u32, set: DirectiveHandler) 
     command(name, NGX_HTTP_MAIN_CONF | args, set, NGX_HTTP_MAIN_CONF_OFFSET, 0)
 }
 
-pub static mut COMMANDS: [ngx_command_t; 36] = [
+pub static mut COMMANDS: [ngx_command_t; 38] = [
     any_level(c"gpt_auth", NGX_CONF_FLAG, general::enable),
     any_level(c"gpt_auth_key_file", NGX_CONF_TAKE1, general::key_file),
     any_level(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, general::cookie_name),
@@ -107,5 +107,7 @@ pub static mut COMMANDS: [ngx_command_t; 36] = [
     any_level(c"gpt_auth_prices", NGX_CONF_TAKE1, usage::directives::prices),
     any_level(c"gpt_auth_api_body_limit", NGX_CONF_TAKE1, usage::directives::body_limit),
     http(c"gpt_auth_quota_group", NGX_CONF_1MORE, quota::directives::quota_group),
+    any_level(c"gpt_auth_bearer", NGX_CONF_TAKE1, apikeys::directives::bearer),
+    location(c"gpt_auth_api_keys", NGX_CONF_TAKE12, apikeys::directives::api_keys),
     ngx_command_t::empty(),
 ];

@@ -32,6 +32,7 @@ mod log;
 #[macro_use]
 mod ngx;
 
+mod apikeys;
 mod conf;
 mod directives;
 mod files;

@@ -115,6 +115,20 @@ my @cases = (
 		qr/"gpt_auth_quota_report" directive invalid parameter "zone=" \(expected zone=NAME\)/],
 	['report: at http level', "$zone gpt_auth_quota_report zone=chat;", '',
 		qr/\[emerg\] "gpt_auth_quota_report" directive is not allowed here/],
+
+	# personal API keys
+	['bearer: unknown zone', $zone, 'gpt_auth_bearer zone=nope;',
+		qr/\[emerg\] .*"gpt_auth_bearer zone=nope": no "gpt_auth_quota_zone zone=nope:\.\.\." is defined/],
+	['bearer: bare name', $zone, 'gpt_auth_bearer chat;',
+		qr/"gpt_auth_bearer" directive invalid parameter "chat" \(expected zone=NAME\)/],
+	['bearer: duplicate', $zone, 'gpt_auth_bearer zone=chat; gpt_auth_bearer off;',
+		qr/"gpt_auth_bearer" directive is duplicate/],
+	['api keys: unknown zone', $zone, 'gpt_auth_api_keys zone=nope;',
+		qr/\[emerg\] .*"gpt_auth_api_keys" in \S+:\d+: no "gpt_auth_quota_zone zone=nope:\.\.\." is defined/],
+	['api keys: max=0', $zone, 'gpt_auth_api_keys zone=chat max=0;',
+		qr/"gpt_auth_api_keys" directive max="0": expected a number from 1 to 1000/],
+	['api keys: no zone', $zone, 'gpt_auth_api_keys max=5;',
+		qr/"gpt_auth_api_keys" directive needs zone=NAME/],
 );
 
 $t->plan(2 * @cases + 4);

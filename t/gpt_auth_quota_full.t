@@ -160,7 +160,7 @@ like($full[0] // '', qr/\[error\] .*gpt_auth: gpt_auth_quota_zone "small" is ful
 	'the error line says what happens and what to do');
 unlike($log, qr/\[crit\].*ngx_slab_alloc\(\) failed: no memory/,
 	'no slab allocator noise');
-my ($loaded) = $log =~ /gpt_auth_quota_zone "stale": (\d+) users and groups loaded/;
+my ($loaded) = $log =~ /gpt_auth_quota_zone "stale": (\d+) users and groups and \d+ API keys loaded/;
 ok(defined $loaded && $loaded > 0 && $loaded < 3000, 'state file: as many users loaded as fit')
 	or diag($loaded // 'no "loaded" line');
 unlike($log, qr/gpt_auth_quota_zone "stale" is full/, 'a full load is not a full zone');

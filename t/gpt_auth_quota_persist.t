@@ -252,9 +252,9 @@ is(used('/atexit/x', $alice), '200 7/7', 'after restart: the at-exit write was l
 is(used('/kept/x', 'carol@example.com'), '200 1/10',
 	'an entry of yesterday: the day starts again, the month goes on');
 is(used('/kept/x', 'dave@example.com'), '200 1/1', 'an entry of a past month: starts again');
-like(log_since($t, $log), qr/\[notice\] .*gpt_auth: gpt_auth_quota_zone "kept": 5 users and groups loaded from "\Q$dir\E\/kept\.quota"/,
+like(log_since($t, $log), qr/\[notice\] .*gpt_auth: gpt_auth_quota_zone "kept": 5 users and groups and 0 API keys loaded from "\Q$dir\E\/kept\.quota"/,
 	'notice: users loaded');
-like(log_since($t, $log), qr/\[notice\] .*gpt_auth_quota_zone "atexit": 1 users and groups loaded from "\Q$dir\E\/atexit\.quota"/,
+like(log_since($t, $log), qr/\[notice\] .*gpt_auth_quota_zone "atexit": 1 users and groups and 0 API keys loaded from "\Q$dir\E\/atexit\.quota"/,
 	'notice for the other zone (a state file of version 1)');
 
 sleep(1.5);

@@ -105,6 +105,9 @@ pub struct SessionCookie {
 }
 
 /// Location-level configuration (also holds http- and server-level values, inherited down).
+/// Keys one user may have unless `gpt_auth_api_keys max=` says otherwise.
+pub const DEFAULT_API_KEYS_MAX: usize = 10;
+
 #[derive(Debug)]
 pub struct LocConf {
     pub enable: ngx_flag_t,
@@ -132,6 +135,10 @@ pub struct LocConf {
     pub quota_page: Option<Rc<String>>,
     /// `Some(None)` for `off`.
     pub quota: Option<Option<Rc<QuotaConf>>>,
+    /// `gpt_auth_bearer zone=NAME | off`: personal API keys accepted, recorded in this zone.
+    pub bearer: Option<Option<String>>,
+    /// `gpt_auth_api_keys ... max=N`: keys one user may have.
+    pub api_keys_max: usize,
     /// AI API control (`gpt_auth_api`, `gpt_auth_models`, ...).
     pub usage: usage::UsageConf,
     pub handler: Handler,
@@ -168,6 +175,8 @@ impl Default for LocConf {
             error_page: None,
             quota_page: None,
             quota: None,
+            bearer: None,
+            api_keys_max: DEFAULT_API_KEYS_MAX,
             usage: usage::UsageConf::default(),
             handler: Handler::None,
             handler_source: Source::default(),
@@ -226,6 +235,7 @@ impl LocConf {
         inherit(&mut self.error_page, &prev.error_page);
         inherit(&mut self.quota_page, &prev.quota_page);
         inherit(&mut self.quota, &prev.quota);
+        inherit(&mut self.bearer, &prev.bearer);
         self.usage.inherit_from(&prev.usage);
         let name = self.cookie_name();
         self.session_cookie = Some(Box::new(SessionCookie {
@@ -285,6 +295,11 @@ impl LocConf {
 
     pub fn allowlist(&self) -> Option<&WatchedAllowlist> {
         self.allowlist.as_ref().and_then(|a| a.as_deref())
+    }
+
+    /// The zone whose personal API keys this location accepts.
+    pub fn bearer_zone(&self) -> Option<&str> {
+        self.bearer.as_ref().and_then(|b| b.as_deref())
     }
 
     pub fn quota(&self) -> Option<&QuotaConf> {

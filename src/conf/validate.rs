@@ -92,8 +92,22 @@ fn content_handler(lcf: &mut LocConf, main: &MainConf) -> Result<(), ConfError> 
             lcf.login_providers = providers(names, &lcf.handler_source, main)?;
         }
     }
+    if let Some(name) = lcf.bearer_zone() {
+        if main.quota_zone(name).is_none() {
+            return Err(ConfError::invalid(format_args!(
+                "\"gpt_auth_bearer zone={name}\": no \"gpt_auth_quota_zone zone={name}:...\" is \
+                 defined"
+            )));
+        }
+    }
     let src = &lcf.handler_source;
     let directive = lcf.handler.directive();
+    if matches!(lcf.handler, Handler::ApiKeys(_)) && lcf.enable != 1 {
+        return Err(ConfError::invalid(format_args!(
+            "\"{directive}\" in {src} needs \"gpt_auth on\" in its location: the page is for \
+             signed-in users"
+        )));
+    }
     match &lcf.handler {
         Handler::None => Ok(()),
         Handler::QuotaReport(name) | Handler::QuotaAdmin(name) | Handler::ApiKeys(name) => {

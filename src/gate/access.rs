@@ -10,8 +10,9 @@ use nginx_sys::{
 };
 use ngx::http::{HttpModuleLocationConf, Request};
 
-use super::verdict::{verdict, Outcome};
+use super::verdict::{verdict, Outcome, Refused};
 use crate::conf::LocConf;
+use crate::ngx::request::hide_header_in;
 use crate::ngx::response::{add_header, answer_from_phase, send_response, set_location};
 use crate::ngx::RequestExt;
 use crate::pages::{self, JSON};
@@ -32,11 +33,17 @@ ngx_entry! {
 }
 
 fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
-    let Some(v) = verdict(r, lcf) else { return NGX_ERROR as ngx_int_t };
+    let Some(v) = verdict(r, lcf).copied() else { return NGX_ERROR as ngx_int_t };
     let name = lcf.cookie_name();
     match v.outcome {
         Outcome::Allowed => {
             debug!(r, "access granted to \"{}\"", v.email().unwrap_or_default());
+            if lcf.bearer_zone().is_some() {
+                // The client's credentials are for this module only: never passed upstream
+                // (the operator sets the provider's own key with proxy_set_header).
+                hide_header_in(r, b"authorization");
+                hide_header_in(r, b"x-api-key");
+            }
             if lcf.usage.enabled() {
                 let Some(email) = v.email().map(|e| e.as_bytes().to_vec()) else {
                     return NGX_ERROR as ngx_int_t;
@@ -62,8 +69,15 @@ fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
             unauthenticated(r, lcf, Outcome::Missing)
         }
         Outcome::Invalid | Outcome::Expired => {
-            let why = v.error.map(|e| e.to_string()).unwrap_or_default();
-            info!(r, "access refused: session cookie \"{}\": {}", name, why);
+            match v.error {
+                Some(e @ (Refused::Key(_) | Refused::KeyRevoked)) => {
+                    info!(r, "access refused: {}", e);
+                }
+                e => {
+                    let why = e.map(|e| e.to_string()).unwrap_or_default();
+                    info!(r, "access refused: session cookie \"{}\": {}", name, why);
+                }
+            }
             unauthenticated(r, lcf, v.outcome)
         }
     }

@@ -7,9 +7,10 @@
 
 use core::ptr;
 
+use gpt_auth_core::api_key::{self, ApiKeyError};
 use gpt_auth_core::session::SessionError;
 use gpt_auth_core::session_cache::Memo;
-use ngx::http::{HttpModule, HttpModuleLocationConf, Request};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Request};
 
 use crate::conf::LocConf;
 use crate::files::WatchedAllowlist;
@@ -52,8 +53,21 @@ pub struct Verdict {
     /// The session's user, copied into the request pool (also set when not allowed, for the
     /// refusal page and log).
     email: Option<PoolStr>,
-    /// Why the (best) candidate cookie was refused.
-    pub error: Option<SessionError>,
+    /// Why the (best) candidate cookie, or the API key, was refused.
+    pub error: Option<Refused>,
+    /// The user came with a personal API key (not a session cookie).
+    pub via_key: bool,
+}
+
+/// Why a credential was refused (safe to log: never the credential).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{0}")]
+    Cookie(SessionError),
+    #[error("{0}")]
+    Key(ApiKeyError),
+    #[error("API key revoked or unknown to the zone")]
+    KeyRevoked,
 }
 
 impl Verdict {
@@ -110,7 +124,8 @@ pub fn current(r: &Request) -> Option<&Verdict> {
 
 /// `None` only when out of memory.
 fn compute(r: &Request, lcf: &'static LocConf) -> Option<Verdict> {
-    let mut v = Verdict { lcf, outcome: Outcome::Missing, email: None, error: None };
+    let mut v =
+        Verdict { lcf, outcome: Outcome::Missing, email: None, error: None, via_key: false };
     let (Some(keys), Some(cookie)) = (&lcf.keys, &lcf.session_cookie) else { return Some(v) };
     let now = now();
     // Verified values are cached per worker and key file: a session's later requests skip the
@@ -144,18 +159,76 @@ fn compute(r: &Request, lcf: &'static LocConf) -> Option<Verdict> {
                 Err(e) => {
                     debug!(r, "session cookie candidate {} refused: {}", tried, e);
                     // Report an expired (genuine) cookie over a broken one.
-                    if v.error.is_none_or(|prev| e.is_expired() && !prev.is_expired()) {
-                        v.error = Some(e);
+                    let prev = match v.error {
+                        Some(Refused::Cookie(p)) => Some(p),
+                        _ => None,
+                    };
+                    if prev.is_none_or(|prev| e.is_expired() && !prev.is_expired()) {
+                        v.error = Some(Refused::Cookie(e));
                         v.outcome =
                             if e.is_expired() { Outcome::Expired } else { Outcome::Invalid };
                     }
                 }
             }
             if tried >= MAX_CANDIDATES {
-                return Some(v);
+                break;
             }
         }
+        if tried >= MAX_CANDIDATES {
+            break;
+        }
     }
+    match lcf.bearer_zone() {
+        Some(zone) => bearer(r, lcf, zone, &keys.ring, v, now),
+        None => Some(v),
+    }
+}
+
+/// `Authorization: Bearer <key>` (or Anthropic's `x-api-key: <key>`) with one of the module's
+/// personal API keys, for a request without a valid session: its signature, then its record in
+/// the zone (revoked keys have none).
+fn bearer(
+    r: &Request,
+    lcf: &'static LocConf,
+    zone: &str,
+    ring: &gpt_auth_core::keys::KeyRing,
+    mut v: Verdict,
+    now: u64,
+) -> Option<Verdict> {
+    let token = r.headers().find_map(|(name, value)| match name {
+        b"authorization" => value
+            .get(..7)
+            .filter(|s| s.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| value[7..].trim_ascii()),
+        b"x-api-key" => Some(value.trim_ascii()),
+        _ => None,
+    });
+    let Some(token) = token.filter(|t| api_key::is_ours(t)) else { return Some(v) };
+    let key = match api_key::decode(ring, token) {
+        Ok(k) => k,
+        Err(e) => {
+            v.outcome = Outcome::Invalid;
+            v.error = Some(Refused::Key(e));
+            return Some(v);
+        }
+    };
+    let on_record = GptAuthModule::main_conf(r)
+        .and_then(|m| m.quota_zone(zone))
+        .is_some_and(|z| crate::quota::keys::check(z, &key.id, &key.email, now));
+    if !on_record {
+        v.outcome = Outcome::Invalid;
+        v.error = Some(Refused::KeyRevoked);
+        return Some(v);
+    }
+    let email = key.email.as_bytes();
+    v.outcome = match lcf.allowlist() {
+        Some(list) if !list.allows(email, now, r.log_ptr()) => Outcome::NotAllowed,
+        _ => Outcome::Allowed,
+    };
+    v.email = Some(PoolStr::copy(r, email)?);
+    v.error = None;
+    v.via_key = true;
+    debug!(r, "API key {} of \"{}\"", api_key::id_hint(key.id_str()), key.email.as_str());
     Some(v)
 }
 

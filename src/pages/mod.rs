@@ -24,6 +24,7 @@ pub const DEFAULT_LOGIN: &str = include_str!("login.html");
 pub const DEFAULT_NOT_ALLOWED: &str = include_str!("not_allowed.html");
 pub const DEFAULT_ERROR: &str = include_str!("error.html");
 pub const DEFAULT_QUOTA: &str = include_str!("quota.html");
+pub const API_KEYS: &str = include_str!("api_keys.html");
 
 /// The error pages of the login flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

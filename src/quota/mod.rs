@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod charge;
 pub mod directives;
+pub mod keys;
 pub mod refuse;
 pub mod report;
 pub mod state;

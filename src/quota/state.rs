@@ -4,6 +4,7 @@
 
 use std::fs;
 
+use gpt_auth_core::api_key;
 use gpt_auth_core::quota::state_file;
 use nginx_sys::{ngx_cycle_t, ngx_log_t};
 use ngx::http::HttpModuleMainConf;
@@ -40,11 +41,14 @@ pub fn load(zone: &Zone, shared: &Shared, log: *mut ngx_log_t) {
         }
     };
     let loaded = zone::load(shared, entries);
+    let records = text.lines().filter_map(api_key::parse_record).collect();
+    let keys = super::keys::load(shared, records);
     notice!(
         log,
-        "gpt_auth_quota_zone \"{}\": {} users and groups loaded from \"{}\"",
+        "gpt_auth_quota_zone \"{}\": {} users and groups and {} API keys loaded from \"{}\"",
         zone.name,
         loaded,
+        keys,
         path
     );
 }
@@ -54,9 +58,13 @@ pub fn save(zone: &Zone, log: *mut ngx_log_t) {
     let Some(path) = &zone.state_file else { return };
     let month = zone.clock.periods(now()).month;
     let entries = zone::entries(zone);
-    let text = state_file::write(
+    let mut text = state_file::write(
         entries.iter().filter(|(_, c)| c.month == month).map(|(k, c)| (k.as_slice(), *c)),
     );
+    for r in super::keys::list(zone, None) {
+        text.push_str(&api_key::record_line(&r));
+        text.push('\n');
+    }
     let tmp = format!("{path}.{}.tmp", std::process::id());
     if let Err(e) = fs::write(&tmp, text).and_then(|_| fs::rename(&tmp, path)) {
         let _ = fs::remove_file(&tmp);

@@ -22,10 +22,12 @@ pub type Table = RbTreeMap<NgxString<SlabPool>, Counters, SlabPool>;
 pub struct Shared {
     magic: u64,
     pub table: RwLock<Table>,
+    /// Personal API keys ([`super::keys`]).
+    pub keys: RwLock<super::keys::KeyTable>,
 }
 
 /// "gpt_auth" + the layout version.
-const MAGIC: u64 = 0x6770_745f_6175_7402;
+const MAGIC: u64 = 0x6770_745f_6175_7403;
 
 /// Why a request could not be counted.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -229,7 +231,8 @@ ngx_entry! {
         let name = shm_zone.shm.name;
         let made = shm::init(shm_zone, |pool: &SlabPool| {
             let table = Table::try_new_in(pool.clone()).ok()?;
-            Some(Shared { magic: MAGIC, table: RwLock::new(table) })
+            let keys = super::keys::KeyTable::try_new_in(pool.clone()).ok()?;
+            Some(Shared { magic: MAGIC, table: RwLock::new(table), keys: RwLock::new(keys) })
         });
         let made = made.ok_or(())?;
         // SAFETY: `data` was set to this zone's Zone when it was added (quota::directives),
@@ -237,10 +240,11 @@ ngx_entry! {
         let zone = unsafe { shm::zone_data::<Zone>(shm_zone) }.ok_or(())?;
         if let shm::Init::Created(shared) = made {
             match previous(&name) {
-                Some(entries) => {
+                Some((entries, keys)) => {
                     let n = load(shared, entries);
-                    notice!(log, "gpt_auth_quota_zone \"{}\": {} keys taken over from the \
-                                  previous configuration", zone.name, n);
+                    let k = super::keys::load(shared, keys);
+                    notice!(log, "gpt_auth_quota_zone \"{}\": {} users and groups and {} API \
+                                  keys taken over from the previous configuration", zone.name, n, k);
                 }
                 None => state::load(zone, shared, log),
             }
@@ -251,12 +255,15 @@ ngx_entry! {
 
 /// The entries of the running configuration's zone of this name, if it is ours: read while
 /// nginx builds the new configuration (the old zone is still mapped).
-fn previous(name: &nginx_sys::ngx_str_t) -> Option<Vec<(Vec<u8>, Counters)>> {
+type Previous = (Vec<(Vec<u8>, Counters)>, Vec<gpt_auth_core::api_key::Record>);
+
+fn previous(name: &nginx_sys::ngx_str_t) -> Option<Previous> {
     // SAFETY: the module tag identifies our zones; their data is a Shared (checked by magic).
     let old = unsafe { shm::previous_zone_data::<Shared>(name, shm::module_tag())? };
     if old.magic != MAGIC {
         return None;
     }
     let table = old.table.read();
-    Some(table.iter().map(|(k, c)| (k.as_bytes().to_vec(), *c)).collect())
+    let entries = table.iter().map(|(k, c)| (k.as_bytes().to_vec(), *c)).collect();
+    Some((entries, super::keys::records_of(old)))
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod allowlist;
+pub mod api_key;
 pub mod cache_control;
 pub mod cookie_header;
 pub mod discovery;

@@ -7,6 +7,8 @@
 //! names percent-encoded (so they hold no `@`, space or `/`). Reservations of requests in
 //! flight are not saved.
 //!
+//! Lines `apikey ...` hold the zone's personal API keys (see `crate::api_key::record_line`).
+//!
 //! Version 1 (read): `gpt_auth_quota 1`, then `<email> <day> <day_used> <month> <month_used>`
 //! (requests only).
 
@@ -95,7 +97,8 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
     };
     let mut out = Vec::new();
     for (idx, line) in lines {
-        if line.trim().is_empty() {
+        // Personal API keys have lines of their own (crate::api_key::parse_record).
+        if line.trim().is_empty() || line.starts_with("apikey ") {
             continue;
         }
         let bad = || format!("line {}: malformed entry", idx + 1);

@@ -1,0 +1,106 @@
+//! Personal API keys in a quota zone's shared memory: a key is valid while its record is here
+//! (created by its owner on the `gpt_auth_api_keys` page, deleted when revoked), so a
+//! revocation reaches every worker at once; the records go to the zone's state file with the
+//! counters, and a key of a zone that lost them (no state file) is refused, never trusted.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use gpt_auth_core::api_key::{Name, Record, ID_LEN};
+use gpt_auth_core::session::Email;
+use ngx::collections::RbTreeMap;
+use ngx::core::{NgxString, SlabPool};
+
+use super::zone::{self, Shared};
+use crate::conf::Zone;
+
+/// A record as the zone keeps it: `last_used` is updated under the read lock.
+pub struct Stored {
+    pub rec: Record,
+    last_used: AtomicU64,
+}
+
+/// Key id → record.
+pub type KeyTable = RbTreeMap<NgxString<SlabPool>, Stored, SlabPool>;
+
+/// Why a key could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CreateError {
+    #[error("you have {0} keys already; revoke one first")]
+    TooMany(usize),
+    #[error("the zone has no room for another key")]
+    Full,
+    #[error("the zone is not available")]
+    Unavailable,
+}
+
+/// Whether the key `id` of `owner` is on record; notes its use (at most once a second).
+pub fn check(zone: &Zone, id: &[u8], owner: &Email, now: u64) -> bool {
+    let Some(shared) = zone::shared(zone) else { return false };
+    let keys = shared.keys.read();
+    let Some(s) = keys.get(id) else { return false };
+    if !s.rec.owner.as_bytes().eq_ignore_ascii_case(owner.as_bytes()) {
+        return false;
+    }
+    if s.last_used.load(Ordering::Relaxed) != now {
+        s.last_used.store(now, Ordering::Relaxed);
+    }
+    true
+}
+
+/// Records a new key, unless its owner has `max` already.
+pub fn create(zone: &Zone, rec: Record, max: usize) -> Result<(), CreateError> {
+    let shared = zone::shared(zone).ok_or(CreateError::Unavailable)?;
+    let mut keys = shared.keys.write();
+    let owned = keys.iter().filter(|(_, s)| s.rec.owner.as_bytes() == rec.owner.as_bytes()).count();
+    if owned >= max {
+        return Err(CreateError::TooMany(owned));
+    }
+    insert(&mut keys, rec).then_some(()).ok_or(CreateError::Full)
+}
+
+fn insert(keys: &mut KeyTable, rec: Record) -> bool {
+    let alloc = keys.allocator().clone();
+    let Ok(id) = NgxString::try_from_bytes_in(rec.id, alloc) else { return false };
+    let last_used = AtomicU64::new(rec.last_used);
+    keys.try_insert(id, Stored { rec, last_used }).is_ok()
+}
+
+/// Deletes the key `id` if `owner` owns it; whether it did.
+pub fn revoke(zone: &Zone, id: &[u8], owner: &str) -> bool {
+    let Some(shared) = zone::shared(zone) else { return false };
+    let mut keys = shared.keys.write();
+    let owned = keys.get(id).is_some_and(|s| s.rec.owner.as_str().eq_ignore_ascii_case(owner));
+    owned && keys.remove(id).is_some()
+}
+
+fn record(s: &Stored) -> Record {
+    Record { last_used: s.last_used.load(Ordering::Relaxed), ..s.rec }
+}
+
+/// The keys of `owner` (all keys with `None`), oldest first.
+pub fn list(zone: &Zone, owner: Option<&str>) -> Vec<Record> {
+    zone::shared(zone).map_or_else(Vec::new, |s| {
+        let mut v: Vec<Record> = records_of(s)
+            .into_iter()
+            .filter(|r| owner.is_none_or(|o| r.owner.as_str().eq_ignore_ascii_case(o)))
+            .collect();
+        v.sort_by_key(|r| r.created);
+        v
+    })
+}
+
+/// Every record of a zone's table.
+pub fn records_of(shared: &Shared) -> Vec<Record> {
+    shared.keys.read().iter().map(|(_, s)| record(s)).collect()
+}
+
+/// Puts records into a new zone; returns how many fitted.
+pub fn load(shared: &Shared, records: Vec<Record>) -> usize {
+    let mut keys = shared.keys.write();
+    records.into_iter().take_while(|r| insert(&mut keys, *r)).count()
+}
+
+/// A record for a new key.
+pub fn new_record(id: [u8; ID_LEN], owner: Email, name: &str, now: u64) -> Record {
+    Record { id, owner, name: Name::new(name), created: now, last_used: 0 }
+}
