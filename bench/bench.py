@@ -65,6 +65,22 @@ TEMPLATES = {s[0]: s[2] for s in SETUPS}
 TEMPLATES["gpt_auth_1"] = "gpt_auth_1.conf"
 LABEL["gpt_auth_1"] = "`gpt_auth on` + 1-entry allowlist"
 
+# AI APIs: one streamed chat answer of AI_EVENTS content events from the mock provider
+# (t/ai/mock_provider.py, outside callgrind), proxied by plain nginx, behind `gpt_auth on`, and
+# metered. key, label, template.
+AI_EVENTS = 50
+AI_VARIANTS = [
+    ("ai_proxy", "plain nginx proxying the stream", "ai_proxy.conf"),
+    ("ai_auth", "the same behind `gpt_auth on`", "ai_auth.conf"),
+    ("ai_meter", "the same, metered (model rules, usage, budget)", "ai_meter.conf"),
+]
+for _k, _label, _tpl in AI_VARIANTS:
+    TEMPLATES[_k] = _tpl
+    LABEL[_k] = _label
+AI_PROMPT = "Hello, how are you today? Tell me about nginx modules."
+AI_BODY = ('{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"'
+           + AI_PROMPT + '"}]}').encode()
+
 ALLOC_FNS = {"malloc", "calloc", "realloc"}
 ALIGNED_ALLOC_FNS = {"posix_memalign", "memalign", "aligned_alloc", "valloc", "pvalloc"}
 
@@ -108,6 +124,7 @@ class Settings:
         self.connections = num("BENCH_CONNECTIONS", 32, 32)
         self.cg_warm = num("BENCH_CG_WARM", 2000, 300)
         self.cg_requests = num("BENCH_CG_REQUESTS", 10000, 1000)
+        self.cg_ai_requests = num("BENCH_CG_AI_REQUESTS", 1000, 200)
         self.rss_requests = num("BENCH_RSS_REQUESTS", 1_000_000, 100_000)
         self.rss_warm = num("BENCH_RSS_WARM", 20_000, 5_000)
         self.allowlist_size = num("BENCH_ALLOWLIST_SIZE", 100_000, 100_000)
@@ -461,6 +478,7 @@ class Nginx:
             "WORK": WORK,
             "SL_SECRET": mat.sl_secret,
             "AUTH_PORT": str(auth_port),
+            "AI_PORT": str(st.port_base + 8),
         }
         render("common.inc", values, os.path.join(self.prefix, "common.inc"))
         render(template, values, self.conf)
@@ -1038,10 +1056,153 @@ def phase_callgrind(st, mat, results):
     results["callgrind"] = out
 
 
+class StreamClient:
+    """Streamed chat requests over one keep-alive connection; reads each chunked answer whole
+    and counts its events."""
+
+    def __init__(self, port, cookie):
+        self.port = port
+        self.req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"Cookie: {cookie}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(AI_BODY)}\r\n\r\n").encode() + AI_BODY
+        self.sock = None
+        self.buf = b""
+
+    def _read(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed in a response")
+        self.buf += chunk
+
+    def one(self):
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+            self.buf = b""
+        self.sock.sendall(self.req)
+        while b"\r\n\r\n" not in self.buf:
+            self._read()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status = int(head.split(b" ", 2)[1])
+        if b"chunked" not in head.lower():
+            raise Abort(f"AI bench: expected a chunked answer, got:\n{head.decode('latin-1')}")
+        body = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._read()
+            size_line, self.buf = self.buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(self.buf) < size + 2:
+                self._read()
+            body += self.buf[:size]
+            self.buf = self.buf[size + 2:]
+            if size == 0:
+                return status, body
+
+    def run(self, n):
+        """Returns how many answers were not a 200 with every event."""
+        bad = 0
+        for _ in range(n):
+            status, body = self.one()
+            # role chunk, the events, the finish chunk, [DONE]: the usage chunk the module
+            # asked for is never passed on.
+            if status != 200 or body.count(b"data: ") != AI_EVENTS + 3 or b'"usage": {' in body:
+                bad += 1
+        return bad
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def inclusive(cg, pattern):
+    """Inclusive instructions of the calls into functions whose name matches `pattern` from
+    functions that do not (so recursion and inner calls are not counted twice)."""
+    rx = re.compile(pattern)
+    return sum(ir for (_, caller, _, callee), ir in cg["incl"].items()
+               if callee and rx.search(callee) and not (caller and rx.search(caller)))
+
+
+def phase_ai(st, mat, results):
+    """Instructions per streamed answer: plain nginx proxying it, behind `gpt_auth on`, and
+    metered; the request body's model scan against nginx's reading of that body."""
+    with open(os.path.join(WORK, "prices"), "w") as f:
+        f.write("gpt-4o-mini input=0.15 cached_input=0.075 output=0.60\n")
+    ai_port = st.port_base + 8
+    mock = spawn([sys.executable, os.path.join(REPO, "t", "ai", "mock_provider.py"), "--port",
+                  str(ai_port)], log_path=os.path.join(WORK, "mock_provider.log"))
+    wait_port(ai_port, mock, "the mock provider", 30)
+    out = {}
+    n = st.cg_ai_requests
+    for i, (key, _label, _tpl) in enumerate(AI_VARIANTS):
+        if st.cg_only and key not in st.cg_only:
+            continue
+        srv = Nginx(st, mat, key, f"cg-{key}", st.port_base + 30 + i, st.port_base + 9)
+        cg_file = os.path.join(srv.prefix, "callgrind.out")
+        log(f"callgrind {key}: starting nginx under valgrind")
+        srv.start(callgrind_out=cg_file)
+        try:
+            client = StreamClient(srv.port, f"gpt_auth={mat.valid}")
+            bad = client.run(max(20, n // 10))
+            cg_dump(srv, "warm")
+            t0 = time.time()
+            bad += client.run(n)
+            client.close()
+            cg_dump(srv, "measured")
+            if bad:
+                raise Abort(f"callgrind {key}: {bad} streamed answers were not complete")
+            log(f"callgrind {key}: {n} streamed answers in {time.time() - t0:.1f}s")
+        finally:
+            srv.stop()
+        dumps = sorted((p for p in os.listdir(srv.prefix) if re.fullmatch(r"callgrind\.out\.\d+", p)),
+                       key=lambda p: int(p.rsplit(".", 1)[1]))
+        if len(dumps) < 2:
+            raise Abort(f"callgrind {key}: expected 2 dumps in {srv.prefix}, found {dumps}")
+        cg = parse_callgrind(os.path.join(srv.prefix, dumps[1]))
+        out[key] = cg
+        log(f"callgrind {key}: {cg['total'] / n:,.0f} instructions/answer")
+    stop(mock)
+    results["ai"] = out
+
+
+def ai_summary(st, ai):
+    """The AI numbers per answer: (rows, checks)."""
+    n = st.cg_ai_requests
+    per = {k: c["total"] / n for k, c in ai.items()}
+    rows, checks = [], []
+    for key, label, _ in AI_VARIANTS:
+        if key in per:
+            a = alloc_stats(ai[key], st.module)
+            rows.append((label, per[key], a["module_alloc"] / n))
+    if {"ai_proxy", "ai_auth", "ai_meter"} <= per.keys():
+        meter = per["ai_meter"] - per["ai_auth"]
+        share = meter / per["ai_proxy"]
+        checks.append((f"metering a {AI_EVENTS}-event stream < 10 % of proxying it (callgrind)",
+                       f"{meter:+,.0f} instructions = {share:.1%} of {per['ai_proxy']:,.0f}",
+                       share < 0.10))
+        m = ai["ai_meter"]
+        allocs = alloc_stats(m, st.module)["module_alloc"] / n
+        checks.append((f"no heap allocation per buffer while metering ({AI_EVENTS + 4} buffers)",
+                       f"{allocs:.1f} allocations/answer from the module", allocs < AI_EVENTS / 5))
+        scan = inclusive(m, r"gpt_auth_core::usage::request::parse")
+        read = inclusive(m, r"^ngx_http_read_client_request_body$")
+        checks.append(("the body's model scan costs less than nginx reading the body",
+                       f"{scan / n:,.0f} vs {read / n:,.0f} instructions/answer",
+                       scan < read))
+    return rows, checks
+
+
 def callgrind_only(st, results):
     """BENCH_ONLY=callgrind: instructions per request of each callgrind variant, printed."""
     mat = Material(st)
     phase_callgrind(st, mat, results)
+    if not st.cg_only or any(k.startswith("ai_") for k in st.cg_only):
+        phase_ai(st, mat, results)
+        rows, checks = ai_summary(st, results["ai"])
+        for label, per, allocs in rows:
+            print(f"{label:48} {per:10,.0f} instructions/answer, {allocs:.1f} module allocations")
+        for what, value, ok in checks:
+            print(f"{'met' if ok else 'NOT MET'}: {what}: {value}")
     cg = results["callgrind"]
     base = cg.get("noauth", {}).get("total")
     for key, c in cg.items():
@@ -1288,6 +1449,8 @@ def report(st, results, elapsed):
     d99 = g["p99"] - base["p99"]
     checks.append(("`gpt_auth` p99 within 0.02 ms of no auth", f"{d99:+.3f} ms",
                    timed(d99 <= 0.02)))
+    ai_rows, ai_checks = ai_summary(st, results.get("ai", {}))
+    checks.extend(ai_checks)
     add("| target | measured | met |")
     add("|---|---:|:---:|")
     for what, value, ok in checks:
@@ -1297,6 +1460,17 @@ def report(st, results, elapsed):
     add("RSS: growth of at most 256 kB counts as none (one leaked byte per request would show "
         "as about 1 MB over 1,000,000 requests).")
     add("")
+    if ai_rows:
+        add(f"## AI APIs: one streamed answer of {AI_EVENTS} events (callgrind)")
+        add("")
+        add("| setup | instructions/answer | allocations/answer from the module |")
+        add("|---|---:|---:|")
+        for label, per, allocs in ai_rows:
+            add(f"| {label} | {per:,.0f} | {allocs:.1f} |")
+        add("")
+        add(f"{st.cg_ai_requests} answers over keep-alive from t/ai/mock_provider.py (one TCP "
+            "write per event, `proxy_buffering off`); metering = metered minus `gpt_auth on`.")
+        add("")
 
     # Profile.
     if "gpt_auth" in cg and "noauth" in cg:
@@ -1456,6 +1630,7 @@ def main():
 
         phase_rss(st, mat, results)
         phase_callgrind(st, mat, results)
+        phase_ai(st, mat, results)
 
         text, checks = report(st, results, time.time() - t0)
         os.makedirs(RESULTS, exist_ok=True)

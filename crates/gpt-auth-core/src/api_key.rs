@@ -162,18 +162,20 @@ impl Name {
     /// The name to keep for `s`: control characters dropped, white space trimmed, cut at
     /// [`MAX_NAME_LEN`] bytes on a character boundary.
     pub fn new(s: &str) -> Name {
-        let mut bytes = [0u8; MAX_NAME_LEN];
-        let mut len = 0;
         let clean: String = s.chars().filter(|c| !c.is_control()).collect();
+        let mut cut = String::new();
         for c in clean.trim().chars() {
-            let n = c.len_utf8();
-            if len + n > MAX_NAME_LEN {
+            if cut.len() + c.len_utf8() > MAX_NAME_LEN {
                 break;
             }
-            c.encode_utf8(&mut bytes[len..len + n]);
-            len += n;
+            cut.push(c);
         }
-        Name { len: len as u8, bytes }
+        // Trimmed again: a cut may end in white space (then the name would change when read
+        // back from the state file).
+        let cut = cut.trim_end();
+        let mut bytes = [0u8; MAX_NAME_LEN];
+        bytes[..cut.len()].copy_from_slice(cut.as_bytes());
+        Name { len: cut.len() as u8, bytes }
     }
 
     pub fn as_str(&self) -> &str {
@@ -322,6 +324,8 @@ mod tests {
         assert!(parse_record("apikey short alice@example.com 1 2 x").is_none());
         assert!(parse_record("alice@example.com 1 2 3").is_none());
         assert_eq!(Name::new(&"é".repeat(40)).as_str().len(), 64);
+        let cut_at_space = format!("{} tail", "x".repeat(63));
+        assert_eq!(Name::new(&cut_at_space).as_str(), "x".repeat(63));
     }
 
     #[test]
