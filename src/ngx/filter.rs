@@ -121,33 +121,41 @@ pub struct Buf<'a> {
     pub last_buf: bool,
 }
 
-impl Chain {
-    /// The buffers, in order.
-    pub fn bufs(&self) -> Vec<Buf<'_>> {
-        let mut out = Vec::new();
-        let mut cl = self.0;
+/// The buffers of a [`Chain`].
+pub struct Bufs<'a> {
+    next: *mut nginx_sys::ngx_chain_t,
+    _chain: core::marker::PhantomData<&'a Chain>,
+}
+
+impl<'a> Iterator for Bufs<'a> {
+    type Item = Buf<'a>;
+
+    fn next(&mut self) -> Option<Buf<'a>> {
         // SAFETY: a chain nginx passed to our filter: links and buffers of the request, memory
-        // buffers spanning `pos..last`.
+        // buffers spanning `pos..last`; alive while the filter runs (the borrow of the Chain).
         unsafe {
-            while let Some(c) = cl.as_ref() {
-                if let Some(b) = c.buf.as_ref() {
-                    let bytes = if b.in_file() != 0
-                        && b.temporary() == 0
-                        && b.memory() == 0
-                        && b.mmap() == 0
-                    {
+            while let Some(c) = self.next.as_ref() {
+                self.next = c.next;
+                let Some(b) = c.buf.as_ref() else { continue };
+                let bytes =
+                    if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 && b.mmap() == 0 {
                         None
                     } else if b.pos.is_null() || b.last < b.pos {
                         Some(&[][..])
                     } else {
                         Some(core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize))
                     };
-                    out.push(Buf { bytes, last_buf: b.last_buf() != 0 });
-                }
-                cl = c.next;
+                return Some(Buf { bytes, last_buf: b.last_buf() != 0 });
             }
         }
-        out
+        None
+    }
+}
+
+impl Chain {
+    /// The buffers, in order (walked lazily: no allocation per call).
+    pub fn bufs(&self) -> Bufs<'_> {
+        Bufs { next: self.0, _chain: core::marker::PhantomData }
     }
 
     /// Marks every memory buffer as consumed (its bytes were taken: the upstream may reuse it).

@@ -25,6 +25,12 @@ use crate::ngx::filter::{
 /// Largest JSON answer (or model list) read.
 pub const MAX_JSON: usize = 4 * 1024 * 1024;
 
+/// Pieces of held bytes sent at once without a heap allocation.
+const MAX_PIECES: usize = 4;
+
+/// What the bytes held back of a stream get at first (an event cut by a buffer's end).
+const HELD_CAPACITY: usize = 16 * 1024;
+
 /// The response header of a followed exchange: decides how its body is read.
 pub fn on_header(r: &mut Request) {
     if !r.is_main() {
@@ -85,19 +91,19 @@ pub fn on_body(r: &Request, chain: Chain) -> ngx_int_t {
     }
     let Some(x) = exchange::get(r) else { return next_body_filter(r, chain) };
     let Ok(mut st) = x.state.try_borrow_mut() else { return next_body_filter(r, chain) };
-    let bufs = chain.bufs();
-    let mut seen = 0u64;
-    for b in &bufs {
+    let (mut seen, mut in_file, mut last) = (0u64, false, false);
+    for b in chain.bufs() {
         seen += b.bytes.map_or(0, |b| b.len() as u64);
+        in_file |= b.bytes.is_none();
+        last |= b.last_buf;
     }
     st.response_bytes += seen;
-    if bufs.iter().any(|b| b.bytes.is_none()) && !matches!(st.reading, Reading::Skipped(_)) {
+    if in_file && !matches!(st.reading, Reading::Skipped(_)) {
         st.reading = Reading::Skipped("answer buffered to a temporary file");
     }
-    let last = bufs.iter().any(|b| b.last_buf);
     match &mut st.reading {
         Reading::Json(copy) => {
-            for b in bufs.iter().filter_map(|b| b.bytes) {
+            for b in chain.bufs().filter_map(|b| b.bytes) {
                 if copy.len() + b.len() > MAX_JSON {
                     st.reading = Reading::Skipped("answer too large to read");
                     break;
@@ -107,22 +113,22 @@ pub fn on_body(r: &Request, chain: Chain) -> ngx_int_t {
             drop(st);
             next_body_filter(r, chain)
         }
-        Reading::Stream { strip: false, parser, meter, .. } => {
-            for b in bufs.iter().filter_map(|b| b.bytes) {
-                feed(parser, meter, b, &mut Vec::new());
+        Reading::Stream { strip: false, parser, meter, cut, .. } => {
+            for b in chain.bufs().filter_map(|b| b.bytes) {
+                feed(parser, meter, b, cut);
             }
             if last {
-                parser.finish(|item| on_item(meter, item, &mut Vec::new()));
+                parser.finish(|item| on_item(meter, item, cut));
             }
             drop(st);
             next_body_filter(r, chain)
         }
         Reading::Stream { .. } => {
             drop(st);
-            strip_usage_chunk(r, x, chain, &bufs, last)
+            strip_usage_chunk(r, x, chain, last)
         }
         Reading::Models(held) => {
-            for b in bufs.iter().filter_map(|b| b.bytes) {
+            for b in chain.bufs().filter_map(|b| b.bytes) {
                 held.extend_from_slice(b);
             }
             let too_large = held.len() > MAX_JSON;
@@ -156,13 +162,7 @@ fn feed(parser: &mut Parser, meter: &mut StreamMeter, bytes: &[u8], cut: &mut Ve
 
 /// A stream whose usage chunk the module asked for: that event is cut out; everything else
 /// passes unchanged (in the buffer it came in where it can).
-fn strip_usage_chunk(
-    r: &Request,
-    x: &Exchange,
-    chain: Chain,
-    bufs: &[crate::ngx::filter::Buf<'_>],
-    last: bool,
-) -> ngx_int_t {
+fn strip_usage_chunk(r: &Request, x: &Exchange, chain: Chain, last: bool) -> ngx_int_t {
     let mut st = match x.state.try_borrow_mut() {
         Ok(st) => st,
         Err(_) => return NGX_ERROR as ngx_int_t,
@@ -171,7 +171,7 @@ fn strip_usage_chunk(
         return NGX_ERROR as ngx_int_t;
     };
     let start = parser.offset();
-    for b in bufs.iter().filter_map(|b| b.bytes) {
+    for b in chain.bufs().filter_map(|b| b.bytes) {
         feed(parser, meter, b, cut);
     }
     if last {
@@ -186,25 +186,49 @@ fn strip_usage_chunk(
         drop(st);
         return next_body_filter(r, chain);
     }
-    for b in bufs.iter().filter_map(|b| b.bytes) {
+    if held.capacity() == 0 {
+        held.reserve(HELD_CAPACITY); // once per answer: then it rarely grows
+    }
+    for b in chain.bufs().filter_map(|b| b.bytes) {
         held.extend_from_slice(b);
     }
     chain.consume();
     // The bytes [held_from, release) without the cut spans.
     let base = *held_from;
-    let mut pieces: Vec<(usize, usize)> = Vec::new();
+    // The pieces to send, on the stack: a pass cuts at most the one usage chunk (more spans
+    // than this go the slow way).
+    let mut ranges = [(0usize, 0usize); MAX_PIECES];
+    let mut n = 0;
+    let mut spill = Vec::new();
     let mut pos = base;
+    let mut push = |a: u64, b: u64| {
+        let piece = ((a - base) as usize, (b - base) as usize);
+        if n < MAX_PIECES {
+            ranges[n] = piece;
+            n += 1;
+        } else {
+            spill.push(piece);
+        }
+    };
     for &(s, e) in cut.iter().filter(|c| c.1 > base && c.0 < release) {
         if s > pos {
-            pieces.push(((pos - base) as usize, (s - base) as usize));
+            push(pos, s);
         }
         pos = pos.max(e);
     }
     if release > pos {
-        pieces.push(((pos - base) as usize, (release - base) as usize));
+        push(pos, release);
     }
-    let slices: Vec<&[u8]> = pieces.iter().map(|&(a, b)| &held[a..b]).collect();
-    let out = Chain::of(r, &slices, last);
+    let mut slices: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
+    for (slot, &(a, b)) in slices.iter_mut().zip(&ranges[..n]) {
+        *slot = &held[a..b];
+    }
+    let out = if spill.is_empty() {
+        Chain::of(r, &slices[..n], last)
+    } else {
+        let all: Vec<&[u8]> = ranges[..n].iter().chain(&spill).map(|&(a, b)| &held[a..b]).collect();
+        Chain::of(r, &all, last)
+    };
     let done = (release - base) as usize;
     held.drain(..done.min(held.len()));
     *held_from = release;

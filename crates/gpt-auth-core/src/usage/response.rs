@@ -13,6 +13,9 @@
 //! even if some of its text is broken).
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -298,8 +301,16 @@ impl StreamMeter {
     }
 
     fn chat(&mut self, data: &[u8]) -> Disposition {
-        if data.trim_ascii() == b"[DONE]" {
+        if data.len() < 16 && data.trim_ascii() == b"[DONE]" {
             self.ended = true;
+            return Disposition::Forward;
+        }
+        // Most chunks are content deltas: once the model is known, a chunk is read only if it
+        // may hold a usage object or an error (a scan, no JSON parse, no allocation).
+        if self.model.is_some()
+            && (ends_with_null_usage(data)
+                || (!may_hold(data, b"\"usage\"", b'{') && !may_hold(data, b"\"error\"", 0)))
+        {
             return Disposition::Forward;
         }
         let Ok(chunk) = serde_json::from_slice::<ChatChunk<'_>>(data) else {
@@ -392,6 +403,57 @@ impl StreamMeter {
             self.usage = Some(anthropic_usage(c.input, c.cache_creation, c.cache_read, c.output));
         }
     }
+}
+
+/// Whether a chunk's last member is `"usage": null` (how OpenAI-compatible servers send every
+/// chunk but the usage chunk when usage was asked for): then it has no usage (a member appears
+/// once) and is an ordinary chunk, not an error. A scan of its last bytes.
+fn ends_with_null_usage(data: &[u8]) -> bool {
+    // Backwards over the last bytes: `}`, `null`, `:`, `"usage"` with white space between.
+    let mut i = data.len();
+    let mut back = |token: &[u8]| -> bool {
+        while i > 0 && matches!(data[i - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            i -= 1;
+        }
+        if i >= token.len() && &data[i - token.len()..i] == token {
+            i -= token.len();
+            true
+        } else {
+            false
+        }
+    };
+    back(b"}")
+        && back(b"null")
+        && back(b":")
+        && back(b"\"usage\"")
+        && (i == 0 || data[i - 1] != b'\\')
+}
+
+/// Whether `data` (one JSON value) may have the member `key` (quoted) whose value starts with
+/// `first` (any value for 0). Never false for a chunk that has it: a key is `"name"`, white
+/// space, `:`, white space, the value; inside a JSON string a `"` is always escaped, so the
+/// quoted name cannot appear there unescaped. It can be true for chunks that lack it (then the
+/// chunk is parsed: the scan only saves work).
+fn may_hold(data: &[u8], key: &[u8], first: u8) -> bool {
+    // The searchers are built once: building one costs more than a search of a chunk.
+    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+    let finder = match key {
+        b"\"usage\"" => &*USAGE,
+        b"\"error\"" => &*ERROR,
+        _ => return memchr::memmem::find(data, key).is_some(),
+    };
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let mut from = 0;
+    // `find` on a slice, not `find_iter`: the iterator copies the searcher each time.
+    while let Some(at) = data.get(from..).and_then(|d| finder.find(d)) {
+        from += at + key.len();
+        let mut rest = data[from..].iter().skip_while(|b| ws(b));
+        if rest.next() == Some(&b':') && (first == 0 || rest.find(|b| !ws(b)) == Some(&first)) {
+            return true;
+        }
+    }
+    false
 }
 
 fn anthropic_usage(input: u64, cache_creation: u64, cache_read: u64, output: u64) -> Usage {
@@ -581,6 +643,24 @@ mod tests {
     use super::*;
     use crate::usage::sse::{Item, Parser};
     use proptest::prelude::*;
+
+    #[test]
+    fn may_hold_finds_every_member_and_skips_content() {
+        let usage = br#"{"choices":[],"usage" :
+ {"prompt_tokens":1}}"#;
+        assert!(may_hold(usage, b"\"usage\"", b'{'));
+        assert!(!may_hold(
+            br#"{"choices":[{"delta":{"content":"usage"}}],"usage":null}"#,
+            b"\"usage\"",
+            b'{'
+        ));
+        assert!(!may_hold(br#"{"delta":{"content":"say \"usage\": {"}}"#, b"\"usage\"", b'{'));
+        assert!(may_hold(br#"{"error":{"message":"x"}}"#, b"\"error\"", 0));
+        assert!(!may_hold(br#"{"delta":{"content":"error"}}"#, b"\"error\"", 0));
+        assert!(ends_with_null_usage(b"{\"choices\":[],\"usage\" : null }\n"));
+        assert!(!ends_with_null_usage(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
+        assert!(!ends_with_null_usage(br#"{"content":"x\"usage\":null}"#));
+    }
 
     const ANTHROPIC: &[u8] =
         include_bytes!("../../tests/fixtures/usage/anthropic-messages-stream.sse");

@@ -107,14 +107,16 @@ impl Parser {
     /// A parser that drops events longer than `max` bytes (blank line included; at least
     /// [`MIN_MAX_EVENT_LEN`]). The buffers never hold more than `max` bytes.
     pub fn with_max_event_len(max: usize) -> Parser {
+        let max = max.max(MIN_MAX_EVENT_LEN);
         Parser {
-            max_event_len: max.max(MIN_MAX_EVENT_LEN),
+            max_event_len: max,
             offset: 0,
             event_start: 0,
-            line: Vec::new(),
+            // Room for a typical event at once: the buffers then rarely grow.
+            line: Vec::with_capacity(max.min(256)),
             in_line: false,
-            data: Vec::new(),
-            name: Vec::new(),
+            data: Vec::with_capacity(max.min(512)),
+            name: Vec::with_capacity(32),
             has_data: false,
             after_cr: false,
             dispatch_after_cr: false,
@@ -157,6 +159,10 @@ impl Parser {
         }
         while i < chunk.len() {
             let rest = &chunk[i..];
+            if let Some(n) = self.whole_event(rest, base + i as u64, &mut on_item) {
+                i += n;
+                continue;
+            }
             let Some(k) = memchr::memchr2(b'\n', b'\r', rest) else {
                 self.offset = base + i as u64;
                 self.keep_partial_line(rest);
@@ -186,6 +192,39 @@ impl Parser {
             }
         }
         self.offset = base + chunk.len() as u64;
+    }
+
+    /// The common case, read in place: at the start of an event, `rest` begins with a whole
+    /// one-line event `data: VALUE\n\n` (how providers write their streams). It is dispatched
+    /// from the chunk without being copied; returns its length. Anything else (other fields,
+    /// CR, a line cut by the chunk's end, a byte order mark still possible) goes the general
+    /// way.
+    fn whole_event(
+        &mut self,
+        rest: &[u8],
+        at: u64,
+        on_item: &mut impl FnMut(Item<'_>),
+    ) -> Option<usize> {
+        if self.in_line || self.has_data || self.first_line || self.oversized || self.after_cr {
+            return None;
+        }
+        let value = rest.strip_prefix(b"data:")?;
+        let k = memchr::memchr2(b'\n', b'\r', value)?;
+        if value[k] != b'\n' || value.get(k + 1) != Some(&b'\n') {
+            return None;
+        }
+        let len = 5 + k + 2;
+        if len > self.max_event_len || at != self.event_start {
+            return None;
+        }
+        let data = &value[..k];
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        let span = Span { start: at, end: at + len as u64 };
+        self.offset = span.end;
+        // At the start of an event no `event:` field has come: the name is empty.
+        on_item(Item::Event(Event { name: b"", data, span }));
+        self.event_start = span.end;
+        Some(len)
     }
 
     /// Ends the stream: an event whose blank line was already seen is dispatched, one without
