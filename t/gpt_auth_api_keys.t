@@ -96,7 +96,7 @@ chmod 0600, $t->testdir() . '/keys';
 $t->write_file('alice.allow', "alice\@example.com\n");
 
 my $mock = start_mock($t, port(8081), '--require-key', 'company-key');
-$t->run()->plan(40);
+$t->run()->plan(42);
 
 ###############################################################################
 
@@ -238,5 +238,15 @@ $t->run();
 is(api_status('/v1/models', "Authorization: Bearer $k1->{key}"), 200,
 	'after a restart the key works');
 is(api_status('/v1/models', "Authorization: Bearer $k2"), 401, 'and the revoked one does not');
+
+# a reload that resizes the zone: the keys are taken over from the old zone
+
+(my $conf = $t->read_file('nginx.conf')) =~ s/zone=team:1m/zone=team:2m/;
+$t->write_file('nginx.conf', $conf);
+$log = log_offset($t);
+GptAuth::reload_and_wait($t) or diag('reload did not complete');
+like(log_since($t, $log), qr/gpt_auth_quota_zone "team": \d+ users and groups and 3 API keys taken over/,
+	'a resized zone takes the keys over');
+is(api_status('/v1/models', "Authorization: Bearer $k1->{key}"), 200, 'and the key works');
 
 ###############################################################################
