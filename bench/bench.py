@@ -1020,42 +1020,59 @@ CG_VARIANTS = [
 ]
 
 
+def callgrind_run(st, mat, key, setup, port, warm, measured, what):
+    """nginx of `setup` under callgrind: `warm()`, a dump, `measured()`, a dump; returns the
+    parsed second dump (dumps are incremental: it holds exactly the measured requests).
+    `warm` and `measured` return how many answers were wrong."""
+    srv = Nginx(st, mat, setup, f"cg-{key}", port, st.port_base + 9)
+    cg_file = os.path.join(srv.prefix, "callgrind.out")
+    log(f"callgrind {key}: starting nginx under valgrind")
+    srv.start(callgrind_out=cg_file)
+    try:
+        bad = warm()
+        cg_dump(srv, "warm")
+        t0 = time.time()
+        bad += measured()
+        cg_dump(srv, "measured")
+        if bad:
+            raise Abort(f"callgrind {key}: {bad} {what} were not as expected")
+        log(f"callgrind {key}: measured {what} in {time.time() - t0:.1f}s")
+    finally:
+        srv.stop()
+    dumps = sorted((p for p in os.listdir(srv.prefix) if re.fullmatch(r"callgrind\.out\.\d+", p)),
+                   key=lambda p: int(p.rsplit(".", 1)[1]))
+    if len(dumps) < 2:
+        raise Abort(f"callgrind {key}: expected 2 dumps in {srv.prefix}, found {dumps}")
+    cg = parse_callgrind(os.path.join(srv.prefix, dumps[1]))
+    cg["path"] = os.path.join(srv.prefix, dumps[1])
+    return cg
+
+
 def phase_callgrind(st, mat, results):
     out = {}
     for i, (key, setup, cookies) in enumerate(CG_VARIANTS):
         if st.cg_only and key not in st.cg_only:
             continue
-        srv = Nginx(st, mat, setup, f"cg-{key}", st.port_base + 10 + i, st.port_base + 9)
-        cg_file = os.path.join(srv.prefix, "callgrind.out")
-        log(f"callgrind {key}: starting nginx under valgrind")
-        srv.start(callgrind_out=cg_file)
-        try:
-            if cookies == "bench":
-                jar = [mat.bench_cookie]
-            elif cookies == "own":
-                jar = [f"gpt_auth={mat.valid}"]
-            else:
-                jar = [f"{mat.sl_valid}; gpt_auth={v}" for v in distinct_cookies(mat)]
-            client = KeepAliveClient(srv.port, jar)
-            bad = client.run(st.cg_warm)
-            cg_dump(srv, "warm")
-            t0 = time.time()
-            bad += client.run(st.cg_requests)
+        if cookies == "bench":
+            jar = [mat.bench_cookie]
+        elif cookies == "own":
+            jar = [f"gpt_auth={mat.valid}"]
+        else:
+            jar = [f"{mat.sl_valid}; gpt_auth={v}" for v in distinct_cookies(mat)]
+        client = None
+
+        def warm():
+            nonlocal client
+            client = KeepAliveClient(st.port_base + 10 + i, jar)
+            return client.run(st.cg_warm)
+
+        def measured():
+            bad = client.run(st.cg_requests)
             client.close()
-            cg_dump(srv, "measured")
-            if bad:
-                raise Abort(f"callgrind {key}: {bad} requests were not 200 {BODY!r}")
-            log(f"callgrind {key}: {st.cg_requests} requests in {time.time() - t0:.1f}s")
-        finally:
-            srv.stop()
-        dumps = sorted((p for p in os.listdir(srv.prefix) if re.fullmatch(r"callgrind\.out\.\d+", p)),
-                       key=lambda p: int(p.rsplit(".", 1)[1]))
-        if len(dumps) < 2:
-            raise Abort(f"callgrind {key}: expected 2 dumps in {srv.prefix}, found {dumps}")
-        # Dumps are incremental (counters are zeroed at each dump): the second one holds
-        # exactly the M measured requests, i.e. Ir(N+M) - Ir(N).
-        cg = parse_callgrind(os.path.join(srv.prefix, dumps[1]))
-        cg["path"] = os.path.join(srv.prefix, dumps[1])
+            return bad
+
+        cg = callgrind_run(st, mat, key, setup, st.port_base + 10 + i, warm, measured,
+                           f"{st.cg_requests} requests (200 {BODY!r})")
         out[key] = cg
         log(f"callgrind {key}: {cg['total'] / st.cg_requests:,.0f} instructions/request")
     results["callgrind"] = out
@@ -1090,6 +1107,8 @@ class StreamClient:
             self._read()
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         status = int(head.split(b" ", 2)[1])
+        # nginx closes a keep-alive connection after keepalive_requests (1000) answers.
+        closing = b"\r\nconnection: close" in head.lower()
         if b"chunked" not in head.lower():
             raise Abort(f"AI bench: expected a chunked answer, got:\n{head.decode('latin-1')}")
         body = b""
@@ -1103,6 +1122,8 @@ class StreamClient:
             body += self.buf[:size]
             self.buf = self.buf[size + 2:]
             if size == 0:
+                if closing:
+                    self.close()
                 return status, body
 
     def run(self, n):
@@ -1144,28 +1165,20 @@ def phase_ai(st, mat, results):
     for i, (key, _label, _tpl, events) in enumerate(AI_VARIANTS):
         if st.cg_only and key not in st.cg_only:
             continue
-        srv = Nginx(st, mat, key, f"cg-{key}", st.port_base + 30 + i, st.port_base + 9)
-        cg_file = os.path.join(srv.prefix, "callgrind.out")
-        log(f"callgrind {key}: starting nginx under valgrind")
-        srv.start(callgrind_out=cg_file)
-        try:
-            client = StreamClient(srv.port, f"gpt_auth={mat.valid}", events)
-            bad = client.run(max(20, n // 10))
-            cg_dump(srv, "warm")
-            t0 = time.time()
-            bad += client.run(n)
+        port = st.port_base + 30 + i
+        client = None
+
+        def warm():
+            nonlocal client
+            client = StreamClient(port, f"gpt_auth={mat.valid}", events)
+            return client.run(max(20, n // 10))
+
+        def measured():
+            bad = client.run(n)
             client.close()
-            cg_dump(srv, "measured")
-            if bad:
-                raise Abort(f"callgrind {key}: {bad} streamed answers were not complete")
-            log(f"callgrind {key}: {n} streamed answers in {time.time() - t0:.1f}s")
-        finally:
-            srv.stop()
-        dumps = sorted((p for p in os.listdir(srv.prefix) if re.fullmatch(r"callgrind\.out\.\d+", p)),
-                       key=lambda p: int(p.rsplit(".", 1)[1]))
-        if len(dumps) < 2:
-            raise Abort(f"callgrind {key}: expected 2 dumps in {srv.prefix}, found {dumps}")
-        cg = parse_callgrind(os.path.join(srv.prefix, dumps[1]))
+            return bad
+
+        cg = callgrind_run(st, mat, key, key, port, warm, measured, f"{n} streamed answers")
         out[key] = cg
         log(f"callgrind {key}: {cg['total'] / n:,.0f} instructions/answer")
     stop(mock)

@@ -2,8 +2,12 @@
 //!
 //! - `$gpt_auth_email`, `$gpt_auth_result`: who is signed in ([`crate::gate::variables`]);
 //! - `$gpt_auth_quota_day_used`, `..._day_remaining`, `..._month_used`, `..._month_remaining`:
-//!   the budget after this request was charged (`unlimited` without a limit; empty when the
-//!   request was not charged) ([`crate::quota::charge`]);
+//!   the user's request budget after this request was admitted (a request the user's own budget
+//!   refused: the counters that refused it; `unlimited` without a limit; empty for a request
+//!   not counted), and `$gpt_auth_quota_warning` ([`crate::quota::variables`]);
+//! - `$gpt_auth_model`, `$gpt_auth_input_tokens`, `$gpt_auth_output_tokens`, `$gpt_auth_cost`,
+//!   `$gpt_auth_usage_source`: an AI request's model and what it was charged
+//!   ([`crate::usage::variables`]);
 //! - `$gpt_auth_fetch_*`: an outbound request of the login flow, inside the module's own fetch
 //!   subrequests only (see nginx-conf/gpt_auth_fetch.conf) ([`crate::login::fetch`]).
 

@@ -104,7 +104,7 @@ $t->write_file('overrides', "bob\@example.com day_tokens=unlimited\n");
 $t->write_file('prices', "gpt-4o input=2.50 output=10\ngpt-4o-mini input=0.15 output=0.60\n");
 
 my $mock = start_mock($t, port(8081));
-$t->run()->plan(35);
+$t->run()->plan(36);
 
 ###############################################################################
 
@@ -210,6 +210,10 @@ is(status(chat('tok', 'p2@partner.example')), 200, 'another partner: 104 < 120')
 is(status(chat('tok', 'p3@partner.example')), 429, 'the group is over its budget: refused');
 like(body(chat('tok', 'p3@partner.example')), qr/the \\"partners\\" group's day budget/,
 	'the group named');
+like(body(request('/tok/v1/models', cookie => cookie_for($key, 'p3@partner.example'),
+	headers => ['Accept: text/html'])),
+	qr{You have used <b>156</b> of the "partners" group's <b>120</b> tokens this day},
+	'a browser gets the page, in the budget\'s unit and naming the group');
 is(status(chat('tok', 'erin@example.com')), 200, 'a user outside the group goes on');
 
 # the admin: a top-up and a reset

@@ -11,6 +11,7 @@ use gpt_auth_core::session::MAX_EMAIL_LEN;
 use nginx_sys::{ngx_int_t, NGX_DECLINED};
 use ngx::http::Request;
 
+use super::warn::Who;
 use super::zone::{self, Admission, Charged as ChargedKey, QuotaError};
 use crate::conf::quota::{GroupConf, Members, MAX_GROUPS};
 use crate::conf::{QuotaConf, Zone};
@@ -99,8 +100,90 @@ pub fn enforce(
         None => q.defaults,
     };
     let groups = z.groups.borrow();
+    let (mask, group_keys) = member_groups(&groups, user, now, log);
+    let members: Vec<&GroupConf> =
+        groups.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, g)| g).collect();
+    // Without groups (the common case) the keys are on the stack: no allocation per request.
+    let user_only = [ChargedKey { key: user, limits: &limits }];
+    let with_groups: Vec<ChargedKey> = if group_keys.is_empty() {
+        Vec::new()
+    } else {
+        let groups = group_keys.iter().zip(&members);
+        let groups = groups.map(|(k, g)| ChargedKey { key: k, limits: &g.limits });
+        core::iter::once(ChargedKey { key: user, limits: &limits }).chain(groups).collect()
+    };
+    let keys: &[ChargedKey] = if with_groups.is_empty() { &user_only } else { &with_groups };
+    let charged_now = estimate.is_none();
+    let amount = estimate.unwrap_or(Amounts::ONE_REQUEST);
+    let periods = z.periods(now);
+    let admitted = zone::admit(z, keys, &amount, charged_now, &periods, log);
+    let counters = match outcome(r, q, user, email, &limits, &members, admitted) {
+        Ok(c) => c,
+        Err(refusal) => return Admit::No(refusal),
+    };
+    if charged_now {
+        let before = before_charge(&counters, &amount);
+        super::warn::crossed(r, Who::User(email), q.warn, &before, &counters, &limits);
+    }
+    if let Some(user) = PoolStr::copy(r, user) {
+        let (counters, settled) = (core::cell::Cell::new(counters), core::cell::Cell::new(false));
+        let c = Charged {
+            q,
+            zone: z,
+            user,
+            groups: mask,
+            amount,
+            charged_now,
+            counters,
+            limits,
+            settled,
+        };
+        let _ = pool::stash(r, c);
+    }
+    Admit::Yes
+}
+
+/// The counters after an admission, or why the request is refused.
+fn outcome(
+    r: &Request,
+    q: &QuotaConf,
+    user: &[u8],
+    email: &[u8],
+    limits: &Limits,
+    members: &[&GroupConf],
+    admitted: Result<Admission, QuotaError>,
+) -> Result<Counters, Refusal> {
+    let email = || String::from_utf8_lossy(email).into_owned();
+    match admitted {
+        Ok(Admission::Admitted(c)) => Ok(c),
+        Ok(Admission::Refused(0, exceeded)) => {
+            // The user's own budget: the variables show the counters that refused it.
+            let counters = q.zone.get().and_then(|z| zone::get(z, user)).unwrap_or_default();
+            let _ = pool::stash(r, super::variables::Refused(counters, *limits));
+            Err(Refusal::Exceeded { email: email(), group: None, exceeded })
+        }
+        Ok(Admission::Refused(i, exceeded)) => {
+            let group = members.get(i - 1).map(|g| g.name.clone());
+            Err(Refusal::Exceeded { email: email(), group, exceeded })
+        }
+        Err(QuotaError::Full) => Err(Refusal::Full),
+        Err(QuotaError::Unavailable) => {
+            error!(r, "gpt_auth_quota zone \"{}\" is not available", q.zone_name);
+            Err(Refusal::Unavailable)
+        }
+    }
+}
+
+/// The zone's groups `user` belongs to: their bit mask and keys (no allocation without
+/// groups).
+fn member_groups(
+    groups: &[GroupConf],
+    user: &[u8],
+    now: u64,
+    log: *mut nginx_sys::ngx_log_t,
+) -> (u64, Vec<Vec<u8>>) {
     let mut mask = 0u64;
-    let group_keys: Vec<Vec<u8>> = groups
+    let keys = groups
         .iter()
         .enumerate()
         .take(MAX_GROUPS)
@@ -110,62 +193,7 @@ pub fn enforce(
             Key::group_key(&g.name)
         })
         .collect();
-    let member_groups: Vec<&GroupConf> =
-        groups.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, g)| g).collect();
-    // Without groups (the common case) the keys are on the stack: no allocation per request.
-    let user_only = [ChargedKey { key: user, limits: &limits }];
-    let with_groups: Vec<ChargedKey> = if group_keys.is_empty() {
-        Vec::new()
-    } else {
-        let groups = group_keys.iter().zip(&member_groups);
-        let groups = groups.map(|(k, g)| ChargedKey { key: k, limits: &g.limits });
-        core::iter::once(ChargedKey { key: user, limits: &limits }).chain(groups).collect()
-    };
-    let keys: &[ChargedKey] = if with_groups.is_empty() { &user_only } else { &with_groups };
-    let charged_now = estimate.is_none();
-    let amount = estimate.unwrap_or(Amounts::ONE_REQUEST);
-    let periods = z.periods(now);
-    let counters = match zone::admit(z, keys, &amount, charged_now, &periods, log) {
-        Ok(Admission::Admitted(c)) => c,
-        Ok(Admission::Refused(i, exceeded)) => {
-            let email = String::from_utf8_lossy(email).into_owned();
-            let group = (i > 0).then(|| member_groups[i - 1].name.clone());
-            if i == 0 {
-                let counters = zone::get(z, keys[i].key).unwrap_or_default();
-                let _ = pool::stash(r, super::variables::Refused(counters, limits));
-            }
-            return Admit::No(Refusal::Exceeded { email, group, exceeded });
-        }
-        Err(QuotaError::Full) => return Admit::No(Refusal::Full),
-        Err(QuotaError::Unavailable) => {
-            error!(r, "gpt_auth_quota zone \"{}\" is not available", q.zone_name);
-            return Admit::No(Refusal::Unavailable);
-        }
-    };
-    if charged_now {
-        let before = before_charge(&counters, &amount);
-        super::warn::crossed(r, &user_label(email), q.warn, &before, &counters, &limits);
-    }
-    let Some(user) = PoolStr::copy(r, user) else { return Admit::Yes };
-    let c = Charged {
-        q,
-        zone: z,
-        user,
-        groups: mask,
-        amount,
-        charged_now,
-        counters: core::cell::Cell::new(counters),
-        limits,
-        settled: core::cell::Cell::new(false),
-    };
-    if pool::stash(r, c).is_none() {
-        return Admit::Yes;
-    }
-    Admit::Yes
-}
-
-fn user_label(email: &[u8]) -> String {
-    format!("\"{}\"", String::from_utf8_lossy(email))
+    (mask, keys)
 }
 
 /// The counters as they were before a one-step charge of `amount`.
@@ -206,14 +234,14 @@ pub fn settle(r: &Request, c: &Charged, actual: &Amounts, model: Option<&str>) {
     let changed = zone::settle(c.zone, &key_refs, &extra, &c.amount, actual, &p, log);
     let groups = c.zone.groups.borrow();
     let charged_groups = groups.iter().enumerate().filter(|(i, _)| c.groups & (1 << i) != 0);
-    let mut thresholds = core::iter::once((user_label(c.user.as_bytes()), c.q.warn, &c.limits))
-        .chain(charged_groups.map(|(_, g)| (format!("group \"{}\"", g.name), g.warn, &g.limits)));
+    let mut thresholds = core::iter::once((Who::User(c.user.as_bytes()), c.q.warn, &c.limits))
+        .chain(charged_groups.map(|(_, g)| (Who::Group(&g.name), g.warn, &g.limits)));
     if let Some((_, after)) = changed.first() {
         c.counters.set(*after);
     }
     for (before, after) in &changed {
         let Some((who, warn, limits)) = thresholds.next() else { break };
-        super::warn::crossed(r, &who, warn, before, after, limits);
+        super::warn::crossed(r, who, warn, before, after, limits);
     }
 }
 

@@ -19,7 +19,8 @@ use crate::files::{Watched, WatchedAllowlist};
 use crate::ngx::conf::{add_shared_zone, parse_size};
 use crate::ngx::{ConfError, NgxConfExt};
 
-/// Smallest zone accepted (a few thousand users need about 1 MB: ~160 bytes each).
+/// Smallest zone accepted (a key, a user or a user's model, takes about 290 bytes: 32k hold
+/// about a hundred).
 const MIN_ZONE_SIZE: usize = 32 * 1024;
 
 fn invalid(a: &str) -> ConfError {

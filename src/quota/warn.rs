@@ -5,10 +5,27 @@ use gpt_auth_core::quota::budget::format_usd;
 use gpt_auth_core::quota::{Counters, Limits, Period, Unit};
 use ngx::http::Request;
 
+/// Whose budget a warning is about; written only when a line is logged (no allocation on the
+/// way).
+pub enum Who<'a> {
+    /// A user (the address).
+    User(&'a [u8]),
+    Group(&'a str),
+}
+
+impl core::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Who::User(e) => write!(f, "\"{}\"", String::from_utf8_lossy(e)),
+            Who::Group(g) => write!(f, "group \"{g}\""),
+        }
+    }
+}
+
 /// Logs when `after` is past `warn` (per mille) of a budget that `before` was not.
 pub fn crossed(
     r: &Request,
-    who: &str,
+    who: Who<'_>,
     warn: Option<u64>,
     before: &Counters,
     after: &Counters,

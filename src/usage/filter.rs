@@ -128,18 +128,13 @@ pub fn on_body(r: &Request, chain: Chain) -> ngx_int_t {
             strip_usage_chunk(r, x, chain, last)
         }
         Reading::Models(held) => {
-            for b in chain.bufs().filter_map(|b| b.bytes) {
-                held.extend_from_slice(b);
-            }
-            let too_large = held.len() > MAX_JSON;
-            if !last && !too_large {
-                chain.consume();
-                return NGX_OK as ngx_int_t;
-            }
-            let body = core::mem::take(held);
+            let body = take_models(held, &chain, last);
             drop(st);
             chain.consume();
-            filtered_models(r, x, &body)
+            match body {
+                Some(body) => filtered_models(r, x, &body),
+                None => NGX_OK as ngx_int_t, // held until complete
+            }
         }
         _ => {
             drop(st);
@@ -193,8 +188,29 @@ fn strip_usage_chunk(r: &Request, x: &Exchange, chain: Chain, last: bool) -> ngx
         held.extend_from_slice(b);
     }
     chain.consume();
-    // The bytes [held_from, release) without the cut spans.
     let base = *held_from;
+    let out = held_out(r, held, base, release, cut, last);
+    let done = (release - base) as usize;
+    held.drain(..done.min(held.len()));
+    *held_from = release;
+    cut.retain(|c| c.1 > release);
+    drop(st);
+    match out {
+        Some(out) => next_body_filter(r, out),
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
+
+/// A chain of the held bytes `[base, release)` (stream offsets; `held` starts at `base`)
+/// without the cut spans.
+fn held_out(
+    r: &Request,
+    held: &[u8],
+    base: u64,
+    release: u64,
+    cut: &[(u64, u64)],
+    last: bool,
+) -> Option<Chain> {
     // The pieces to send, on the stack: a pass cuts at most the one usage chunk (more spans
     // than this go the slow way).
     let mut ranges = [(0usize, 0usize); MAX_PIECES];
@@ -223,21 +239,20 @@ fn strip_usage_chunk(r: &Request, x: &Exchange, chain: Chain, last: bool) -> ngx
     for (slot, &(a, b)) in slices.iter_mut().zip(&ranges[..n]) {
         *slot = &held[a..b];
     }
-    let out = if spill.is_empty() {
+    if spill.is_empty() {
         Chain::of(r, &slices[..n], last)
     } else {
         let all: Vec<&[u8]> = ranges[..n].iter().chain(&spill).map(|&(a, b)| &held[a..b]).collect();
         Chain::of(r, &all, last)
-    };
-    let done = (release - base) as usize;
-    held.drain(..done.min(held.len()));
-    *held_from = release;
-    cut.retain(|c| c.1 > release);
-    drop(st);
-    match out {
-        Some(out) => next_body_filter(r, out),
-        None => NGX_ERROR as ngx_int_t,
     }
+}
+
+/// A model list's bytes so far; the whole list once it is complete (or too large to hold).
+fn take_models(held: &mut Vec<u8>, chain: &Chain, last: bool) -> Option<Vec<u8>> {
+    for b in chain.bufs().filter_map(|b| b.bytes) {
+        held.extend_from_slice(b);
+    }
+    (last || held.len() > MAX_JSON).then(|| core::mem::take(held))
 }
 
 /// Sends the model list with only the models the user may use.

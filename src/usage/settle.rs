@@ -68,32 +68,13 @@ pub fn settle(r: &Request) -> Option<Charged> {
     } else {
         match reported(x, &mut st) {
             Ok(u) => (u, Source::Reported),
-            Err(why) => {
-                let mut u = estimate(x.request_bytes, st.response_bytes);
-                if let Fallback::Tokens(n) = lcf.usage.fallback() {
-                    u.output = n;
-                }
-                notice!(
-                    r,
-                    "AI usage: {}; charged the fallback: {} input and {} output tokens",
-                    why,
-                    u.input,
-                    u.output
-                );
-                (u, Source::Estimated)
-            }
+            Err(why) => (fallback(r, lcf, x, &st, why), Source::Estimated),
         }
     };
     let model = st.answered_model.clone().or_else(|| x.model.clone());
     let cost = match (lcf.usage.prices(), &model) {
         (Some(_), Some(_)) if source == Source::Failed => Some(0),
-        (Some(p), Some(m)) => {
-            let c = p.get(now(), r.log_ptr()).cost(m, &usage);
-            if c.is_none() {
-                unpriced(r, m);
-            }
-            c
-        }
+        (Some(p), Some(m)) => price(r, p, m, &usage),
         _ => None,
     };
     let charged = Charged { usage, cost, source };
@@ -117,6 +98,36 @@ pub fn settle(r: &Request) -> Option<Charged> {
         charge::settle(r, c, &actual, model.as_deref());
     }
     Some(charged)
+}
+
+/// The documented fallback for an answer without readable usage (one notice line).
+fn fallback(r: &Request, lcf: &crate::conf::LocConf, x: &Exchange, st: &State, why: &str) -> Usage {
+    let mut u = estimate(x.request_bytes, st.response_bytes);
+    if let Fallback::Tokens(n) = lcf.usage.fallback() {
+        u.output = n;
+    }
+    notice!(
+        r,
+        "AI usage: {}; charged the fallback: {} input and {} output tokens",
+        why,
+        u.input,
+        u.output
+    );
+    u
+}
+
+/// What `usage` of `model` costs by the price table (`None`, and a warning once, unpriced).
+fn price(
+    r: &Request,
+    prices: &crate::files::Watched<gpt_auth_core::usage::price::PriceTable>,
+    model: &str,
+    usage: &Usage,
+) -> Option<u64> {
+    let c = prices.get(now(), r.log_ptr()).cost(model, usage);
+    if c.is_none() {
+        unpriced(r, model);
+    }
+    c
 }
 
 fn unpriced(r: &Request, model: &str) {

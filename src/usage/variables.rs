@@ -39,7 +39,8 @@ ngx_entry! {
 
 ngx_entry! {
     /// `$gpt_auth_usage_source`: `reported` (the provider's usage), `estimated` (the
-    /// fallback) or `none` (the upstream failed: nothing charged).
+    /// fallback) or `none` (no tokens: the upstream failed, nothing charged, or answered with
+    /// an error, one request charged).
     pub variable fn usage_source(r) {
         Some(match metered(r)?.source {
             Source::Reported => b"reported".as_slice(),

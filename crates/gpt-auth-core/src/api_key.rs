@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::keys::{Key, KeyRing, TagError, KEY_ID_LEN};
+use crate::quota::state_file::{pct, unpct};
 use crate::session::{valid_email, Email, MAX_EMAIL_LEN};
 
 /// The prefix of every key (and its format version).
@@ -197,14 +198,7 @@ pub struct Record {
 /// The state-file line of a record: `apikey <id> <owner> <created> <last used> <name>`, the
 /// name percent-encoded (`-` when empty).
 pub fn record_line(r: &Record) -> String {
-    let mut name = String::new();
-    for b in r.name.as_str().bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            name.push(b as char);
-        } else {
-            name.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let mut name = pct(r.name.as_str());
     if name.is_empty() {
         name.push('-');
     }
@@ -219,25 +213,13 @@ pub fn parse_record(line: &str) -> Option<Record> {
     if !valid_id(id.as_bytes()) {
         return None;
     }
-    let mut bytes = Vec::with_capacity(name.len());
-    let raw = name.as_bytes();
-    let mut i = 0;
-    while i < raw.len() && *name != "-" {
-        if raw[i] == b'%' {
-            let h = core::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
-            bytes.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            bytes.push(raw[i]);
-            i += 1;
-        }
-    }
+    let name = if *name == "-" { String::new() } else { unpct(name)? };
     let mut out = [0u8; ID_LEN];
     out.copy_from_slice(id.as_bytes());
     Some(Record {
         id: out,
         owner: Email::new(owner)?,
-        name: Name::new(core::str::from_utf8(&bytes).ok()?),
+        name: Name::new(&name),
         created: created.parse().ok()?,
         last_used: last_used.parse().ok()?,
     })

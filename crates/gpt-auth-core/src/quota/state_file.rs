@@ -19,7 +19,8 @@ use crate::session::valid_email;
 pub const HEADER: &str = "gpt_auth_quota 2";
 const HEADER_V1: &str = "gpt_auth_quota 1";
 
-fn pct(s: &str) -> String {
+/// Percent-encoding of a name in the file (no space, `@` or `/` is left).
+pub(crate) fn pct(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~*".contains(&b) {
@@ -31,7 +32,7 @@ fn pct(s: &str) -> String {
     out
 }
 
-fn unpct(s: &str) -> Option<String> {
+pub(crate) fn unpct(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
