@@ -131,7 +131,7 @@ my @cases = (
 		qr/"gpt_auth_api_keys" directive needs zone=NAME/],
 );
 
-$t->plan(2 * @cases + 4);
+$t->plan(2 * @cases + 6);
 
 sub conf {
 	my ($http, $loc, $srv) = @_;
@@ -209,5 +209,29 @@ ok($ok, 'a zone declared after its use passes') or diag($out);
 ($ok, $out) = conf_test($t, 'tab.conf', conf($zone,
 	'gpt_auth_quota zone=chat day=1 overrides=tab.overrides;'));
 ok($ok, 'overrides: a comment after a tab') or diag($out);
+
+# a state file in a directory the workers cannot write: a warning at nginx -t (every save would
+# fail and a restart would lose the counts); the workers' user is set here, not by the harness
+
+mkdir($t->testdir() . '/ro');
+chmod(0555, $t->testdir() . '/ro');
+my ($load) = ($ENV{TEST_NGINX_GLOBALS} // '') =~ /(load_module\s+\S+;)/;
+($ok, $out) = conf_test($t, 'ro.conf', ($load // '') . <<'EOF');
+
+user nobody nogroup;
+daemon off;
+events {
+}
+http {
+    gpt_auth_key_file keys;
+    gpt_auth_quota_zone zone=ro:64k state=ro/ro.quota;
+    server {
+        listen 127.0.0.1:8080;
+    }
+}
+EOF
+ok($ok, 'an unwritable state directory does not fail nginx -t') or diag($out);
+like($out, qr/\[warn\] .*gpt_auth_quota_zone "ro": the workers \(uid \d+\) cannot write the state file in "\S+\/ro": .*install -d -o www-data/,
+	'but warns, saying what to do') or diag($out);
 
 ###############################################################################
