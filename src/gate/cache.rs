@@ -22,10 +22,13 @@ pub fn on_header(r: &mut ngx::http::Request) {
         }
         let html = content_type(r).starts_with(b"text/html");
         let existing = response_headers(r, "Cache-Control");
+        let had = !existing.is_empty();
+        // Without upstream directives the value is a constant: nothing allocated.
         let Some(value) = cache_control::protected(&existing, html) else { return };
-        let value = value.into_owned().into_bytes();
         drop(existing);
-        take_response_headers(r, "Cache-Control");
-        let _ = add_header(r, "Cache-Control", &value);
+        if had {
+            take_response_headers(r, "Cache-Control");
+        }
+        let _ = add_header(r, "Cache-Control", value.as_bytes());
     }
 }

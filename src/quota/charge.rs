@@ -121,7 +121,7 @@ pub fn enforce(
         Ok(c) => c,
         Err(refusal) => return Admit::No(refusal),
     };
-    if charged_now {
+    if charged_now && q.warn.is_some() {
         let before = before_charge(&counters, &amount);
         super::warn::crossed(r, Who::User(email), q.warn, &before, &counters, &limits);
     }

@@ -71,6 +71,20 @@ pub fn admit(
 ) -> Result<Admission, QuotaError> {
     let shared = shared(zone).ok_or(QuotaError::Unavailable)?;
     let mut table = shared.table.write();
+    if let [k] = keys {
+        // One key (no groups): checked and reserved in one lookup.
+        let c = entry(&mut table, k.key, p.month, zone, log)?;
+        c.roll(p);
+        if let Some(e) = c.exceeded(p, k.limits) {
+            return Ok(Admission::Refused(0, e));
+        }
+        if charge_now {
+            c.charge(p, estimate);
+        } else {
+            c.reserved.add(estimate);
+        }
+        return Ok(Admission::Admitted(*c));
+    }
     for (i, k) in keys.iter().enumerate() {
         let c = entry(&mut table, k.key, p.month, zone, log)?;
         c.roll(p);
@@ -145,9 +159,16 @@ fn entry<'t>(
     zone: &Zone,
     log: *mut ngx_log_t,
 ) -> Result<&'t mut Counters, QuotaError> {
-    if table.get(key).is_none() {
-        insert(table, key, month, zone, log)?;
+    // One tree lookup (a SipHash of the key) for a key already there, as on every request of a
+    // known user. The borrow checker cannot yet return a borrow from one branch and borrow
+    // again in the other (NLL "problem case #3"): the entry found goes out as a raw pointer.
+    if let Some(c) = table.get_mut(key) {
+        let c: *mut Counters = c;
+        // SAFETY: `c` points into `table`, which stays mutably borrowed for 't and is not
+        // touched again before the reference is returned.
+        return Ok(unsafe { &mut *c });
     }
+    insert(table, key, month, zone, log)?;
     table.get_mut(key).ok_or(QuotaError::Full)
 }
 
