@@ -51,6 +51,9 @@ pub struct Zone {
     pub groups: RefCell<Vec<GroupConf>>,
     /// A full zone is logged once per worker until it has room again.
     pub full_logged: Cell<bool>,
+    /// Personal API keys are kept here (a location names the zone in `gpt_auth_bearer` or
+    /// `gpt_auth_api_keys`): only then does the zone get a table for them.
+    pub api_keys: Cell<bool>,
     /// The periods of the last second asked about (they change at most once a second).
     periods: Cell<Option<(u64, Periods)>>,
 }
@@ -76,6 +79,7 @@ impl Zone {
             interval,
             groups: RefCell::new(Vec::new()),
             full_logged: Cell::new(false),
+            api_keys: Cell::new(false),
             periods: Cell::new(None),
         }
     }

@@ -92,6 +92,13 @@ fn content_handler(lcf: &mut LocConf, main: &MainConf) -> Result<(), ConfError> 
             lcf.login_providers = providers(names, &lcf.handler_source, main)?;
         }
     }
+    let key_zone = match &lcf.handler {
+        Handler::ApiKeys(name) => main.quota_zone(name),
+        _ => None,
+    };
+    for z in lcf.bearer_zone().and_then(|n| main.quota_zone(n)).into_iter().chain(key_zone) {
+        z.api_keys.set(true);
+    }
     if let Some(name) = lcf.bearer_zone() {
         if main.quota_zone(name).is_none() {
             return Err(ConfError::invalid(format_args!(

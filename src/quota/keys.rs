@@ -36,26 +36,33 @@ pub enum CreateError {
 /// Whether the key `id` of `owner` is on record; notes its use (at most once a second).
 pub fn check(zone: &Zone, id: &[u8], owner: &Email, now: u64) -> bool {
     let Some(shared) = zone::shared(zone) else { return false };
-    let keys = shared.keys.read();
-    let Some(s) = keys.get(id) else { return false };
-    if !s.rec.owner.as_bytes().eq_ignore_ascii_case(owner.as_bytes()) {
-        return false;
-    }
-    if s.last_used.load(Ordering::Relaxed) != now {
-        s.last_used.store(now, Ordering::Relaxed);
-    }
-    true
+    shared
+        .with_keys(|keys| {
+            let Some(s) = keys.get(id) else { return false };
+            if !s.rec.owner.as_bytes().eq_ignore_ascii_case(owner.as_bytes()) {
+                return false;
+            }
+            if s.last_used.load(Ordering::Relaxed) != now {
+                s.last_used.store(now, Ordering::Relaxed);
+            }
+            true
+        })
+        .unwrap_or(false)
 }
 
 /// Records a new key, unless its owner has `max` already.
 pub fn create(zone: &Zone, rec: Record, max: usize) -> Result<(), CreateError> {
     let shared = zone::shared(zone).ok_or(CreateError::Unavailable)?;
-    let mut keys = shared.keys.write();
-    let owned = keys.iter().filter(|(_, s)| s.rec.owner.as_bytes() == rec.owner.as_bytes()).count();
-    if owned >= max {
-        return Err(CreateError::TooMany(owned));
-    }
-    insert(&mut keys, rec).then_some(()).ok_or(CreateError::Full)
+    shared
+        .with_keys_mut(|keys| {
+            let mine = |s: &Stored| s.rec.owner.as_bytes() == rec.owner.as_bytes();
+            let owned = keys.iter().filter(|(_, s)| mine(s)).count();
+            if owned >= max {
+                return Err(CreateError::TooMany(owned));
+            }
+            insert(keys, rec).then_some(()).ok_or(CreateError::Full)
+        })
+        .unwrap_or(Err(CreateError::Unavailable))
 }
 
 fn insert(keys: &mut KeyTable, rec: Record) -> bool {
@@ -68,9 +75,13 @@ fn insert(keys: &mut KeyTable, rec: Record) -> bool {
 /// Deletes the key `id` if `owner` owns it; whether it did.
 pub fn revoke(zone: &Zone, id: &[u8], owner: &str) -> bool {
     let Some(shared) = zone::shared(zone) else { return false };
-    let mut keys = shared.keys.write();
-    let owned = keys.get(id).is_some_and(|s| s.rec.owner.as_str().eq_ignore_ascii_case(owner));
-    owned && keys.remove(id).is_some()
+    shared
+        .with_keys_mut(|keys| {
+            let owned =
+                keys.get(id).is_some_and(|s| s.rec.owner.as_str().eq_ignore_ascii_case(owner));
+            owned && keys.remove(id).is_some()
+        })
+        .unwrap_or(false)
 }
 
 fn record(s: &Stored) -> Record {
@@ -91,13 +102,14 @@ pub fn list(zone: &Zone, owner: Option<&str>) -> Vec<Record> {
 
 /// Every record of a zone's table.
 pub fn records_of(shared: &Shared) -> Vec<Record> {
-    shared.keys.read().iter().map(|(_, s)| record(s)).collect()
+    shared.with_keys(|k| k.iter().map(|(_, s)| record(s)).collect()).unwrap_or_default()
 }
 
 /// Puts records into a new zone; returns how many fitted.
 pub fn load(shared: &Shared, records: Vec<Record>) -> usize {
-    let mut keys = shared.keys.write();
-    records.into_iter().take_while(|r| insert(&mut keys, *r)).count()
+    shared
+        .with_keys_mut(|keys| records.into_iter().take_while(|r| insert(keys, *r)).count())
+        .unwrap_or(0)
 }
 
 /// A record for a new key.

@@ -22,8 +22,29 @@ pub type Table = RbTreeMap<NgxString<SlabPool>, Counters, SlabPool>;
 pub struct Shared {
     magic: u64,
     pub table: RwLock<Table>,
-    /// Personal API keys ([`super::keys`]).
-    pub keys: RwLock<super::keys::KeyTable>,
+    /// Personal API keys ([`super::keys`]), for a zone that keeps them: allocated apart (a
+    /// pointer here, so that the zone's header and its room for users stay as they were), and
+    /// reached under the table's lock.
+    keys: core::sync::atomic::AtomicPtr<super::keys::KeyTable>,
+}
+
+impl Shared {
+    /// `f` on the key table, under the read lock; `None` for a zone without one.
+    pub fn with_keys<R>(&self, f: impl FnOnce(&super::keys::KeyTable) -> R) -> Option<R> {
+        let _lock = self.table.read();
+        let p = self.keys.load(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: set once by `init` to a table in the zone's slab pool, never freed while the
+        // zone is mapped; the table lock orders every access to it.
+        unsafe { p.as_ref() }.map(f)
+    }
+
+    /// `f` on the key table, under the write lock.
+    pub fn with_keys_mut<R>(&self, f: impl FnOnce(&mut super::keys::KeyTable) -> R) -> Option<R> {
+        let _lock = self.table.write();
+        let p = self.keys.load(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: as in `with_keys`; the write lock gives the only access.
+        unsafe { p.as_mut() }.map(f)
+    }
 }
 
 /// "gpt_auth" + the layout version.
@@ -252,13 +273,28 @@ ngx_entry! {
         let name = shm_zone.shm.name;
         let made = shm::init(shm_zone, |pool: &SlabPool| {
             let table = Table::try_new_in(pool.clone()).ok()?;
-            let keys = super::keys::KeyTable::try_new_in(pool.clone()).ok()?;
-            Some(Shared { magic: MAGIC, table: RwLock::new(table), keys: RwLock::new(keys) })
+            let keys = core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+            Some(Shared { magic: MAGIC, table: RwLock::new(table), keys })
         });
         let made = made.ok_or(())?;
         // SAFETY: `data` was set to this zone's Zone when it was added (quota::directives),
         // alive as long as the configuration.
         let zone = unsafe { shm::zone_data::<Zone>(shm_zone) }.ok_or(())?;
+        let shared = match made {
+            shm::Init::Created(s) => Some(s),
+            shm::Init::Reused => shared(zone),
+        };
+        if let Some(s) = shared.filter(|_| zone.api_keys.get()) {
+            // A zone that keeps keys now (also one reused across a reload that added them).
+            let table = s.table.write();
+            if s.keys.load(core::sync::atomic::Ordering::Acquire).is_null() {
+                let alloc = table.allocator().clone();
+                let keys = super::keys::KeyTable::try_new_in(alloc.clone()).ok();
+                if let Some(p) = keys.and_then(|k| ngx::allocator::allocate(k, &alloc).ok()) {
+                    s.keys.store(p.as_ptr(), core::sync::atomic::Ordering::Release);
+                }
+            }
+        }
         if let shm::Init::Created(shared) = made {
             match previous(&name) {
                 Some((entries, keys)) => {
@@ -286,5 +322,6 @@ fn previous(name: &nginx_sys::ngx_str_t) -> Option<Previous> {
     }
     let table = old.table.read();
     let entries = table.iter().map(|(k, c)| (k.as_bytes().to_vec(), *c)).collect();
+    drop(table); // records_of takes the lock itself
     Some((entries, super::keys::records_of(old)))
 }
