@@ -1499,7 +1499,8 @@ def report(st, results, elapsed):
             add(f"| {label} | {per:,.0f} | {'' if allocs is None else f'{allocs:.1f}'} |")
         add("")
         add(f"{st.cg_ai_requests} answers over keep-alive from t/ai/mock_provider.py (one TCP "
-            "write per event, `proxy_buffering off`); metering = metered minus `gpt_auth on`.")
+            f"write per event, one every {AI_DELAY_MS} ms; `proxy_buffering off`); metering = "
+            "metered minus `gpt_auth on`.")
         add("")
 
     # Profile.
