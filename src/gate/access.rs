@@ -12,6 +12,7 @@ use ngx::http::{HttpModuleLocationConf, Request};
 
 use super::verdict::{verdict, Outcome, Refused};
 use crate::conf::LocConf;
+use crate::ngx::pool::PoolStr;
 use crate::ngx::request::hide_header_in;
 use crate::ngx::response::{add_header, answer_from_phase, send_response, set_location};
 use crate::ngx::RequestExt;
@@ -33,31 +34,14 @@ ngx_entry! {
 }
 
 fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
-    let Some(v) = verdict(r, lcf).copied() else { return NGX_ERROR as ngx_int_t };
+    let Some(v) = verdict(r, lcf) else { return NGX_ERROR as ngx_int_t };
+    if let Some(user) = v.allowed_user() {
+        return allowed(r, lcf, user);
+    }
+    let v = *v; // refused: the answer needs the request mutably
     let name = lcf.cookie_name();
     match v.outcome {
-        Outcome::Allowed => {
-            debug!(r, "access granted to \"{}\"", v.email().unwrap_or_default());
-            if lcf.bearer_zone().is_some() {
-                // The client's credentials are for this module only: never passed upstream
-                // (the operator sets the provider's own key with proxy_set_header).
-                hide_header_in(r, b"authorization");
-                hide_header_in(r, b"x-api-key");
-            }
-            if lcf.usage.enabled() {
-                let Some(email) = v.email().map(|e| e.as_bytes().to_vec()) else {
-                    return NGX_ERROR as ngx_int_t;
-                };
-                return crate::usage::access::check(r, lcf, &email);
-            }
-            let (Some(q), Some(email)) = (lcf.quota(), v.email_bytes()) else {
-                return NGX_OK as ngx_int_t;
-            };
-            match quota::charge::enforce(r, q, email, None) {
-                quota::charge::Admit::Yes => NGX_OK as ngx_int_t,
-                quota::charge::Admit::No(refusal) => quota::refuse::refuse(r, lcf, refusal),
-            }
-        }
+        Outcome::Allowed => NGX_ERROR as ngx_int_t, // an allowed verdict always has its user
         Outcome::NotAllowed => {
             let email = v.email().unwrap_or_default().to_owned();
             let list = lcf.allowlist().map_or("", |l| l.path());
@@ -80,6 +64,27 @@ fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
             }
             unauthenticated(r, lcf, v.outcome)
         }
+    }
+}
+
+/// A user who may pass: the client's credentials kept from the upstream where keys are
+/// accepted, then the AI API's checks or the budget.
+fn allowed(r: &mut Request, lcf: &'static LocConf, user: PoolStr) -> ngx_int_t {
+    let email = user.as_bytes();
+    debug!(r, "access granted to \"{}\"", String::from_utf8_lossy(email));
+    if lcf.bearer_zone().is_some() {
+        // The client's credentials are for this module only: never passed upstream (the
+        // operator sets the provider's own key with proxy_set_header).
+        hide_header_in(r, b"authorization");
+        hide_header_in(r, b"x-api-key");
+    }
+    if lcf.usage.enabled() {
+        return crate::usage::access::check(r, lcf, email);
+    }
+    let Some(q) = lcf.quota() else { return NGX_OK as ngx_int_t };
+    match quota::charge::enforce(r, q, email, None) {
+        quota::charge::Admit::Yes => NGX_OK as ngx_int_t,
+        quota::charge::Admit::No(refusal) => quota::refuse::refuse(r, lcf, refusal),
     }
 }
 

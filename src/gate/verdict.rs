@@ -85,6 +85,12 @@ impl Verdict {
         self.email.as_ref().map(PoolStr::as_bytes)
     }
 
+    /// The user, in the request pool, when they may pass (a copy of the handle: the access
+    /// handler's hot path keeps no borrow of the verdict).
+    pub fn allowed_user(&self) -> Option<PoolStr> {
+        self.email.filter(|_| self.outcome == Outcome::Allowed)
+    }
+
     /// The user when they may pass; `$gpt_auth_email`.
     pub fn allowed_email(&self) -> Option<&[u8]> {
         self.email_bytes().filter(|_| self.outcome == Outcome::Allowed)
