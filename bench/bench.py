@@ -64,6 +64,10 @@ TEMPLATES = {s[0]: s[2] for s in SETUPS}
 # Measured with callgrind only, to explain the numbers above.
 TEMPLATES["gpt_auth_1"] = "gpt_auth_1.conf"
 LABEL["gpt_auth_1"] = "`gpt_auth on` + 1-entry allowlist"
+TEMPLATES["gpt_auth_ai_elsewhere"] = "gpt_auth_ai_elsewhere.conf"
+TEMPLATES["gpt_auth_two"] = "gpt_auth_two.conf"
+LABEL["gpt_auth_two"] = "`gpt_auth on`, another location without AI"
+LABEL["gpt_auth_ai_elsewhere"] = "`gpt_auth on`, an AI API in another location"
 
 # AI APIs: one streamed chat answer of AI_EVENTS content events from the mock provider
 # (t/ai/mock_provider.py, outside callgrind), proxied by plain nginx, behind `gpt_auth on`, and
@@ -1017,6 +1021,10 @@ CG_VARIANTS = [
     # Every request with a different (valid) session cookie, more than the module's cache of
     # verified cookies holds: the first request of a session, every time.
     ("gpt_auth_distinct", "gpt_auth", "distinct"),
+    # The same location in a configuration that also fronts an AI API elsewhere: what the AI
+    # features (their filters and log handler, installed then) cost other locations.
+    ("gpt_auth_ai_elsewhere", "gpt_auth_ai_elsewhere", "bench"),
+    ("gpt_auth_two", "gpt_auth_two", "bench"),
 ]
 
 
@@ -1481,6 +1489,11 @@ def report(st, results, elapsed):
                    timed(d99 <= 0.02)))
     ai_rows, ai_checks = ai_summary(st, results.get("ai", {}))
     checks.extend(ai_checks)
+    if "gpt_auth_ai_elsewhere" in cg and "gpt_auth_two" in cg:
+        d = (cg["gpt_auth_ai_elsewhere"]["total"] - cg["gpt_auth_two"]["total"]) / M
+        checks.append(("a location without AI features, another one fronting an AI API: at most "
+                       "+100 instructions/request (the body filter's and log handler's calls; "
+                       "without an AI API they are not installed)", f"{d:+,.0f}", d <= 100))
     add("| target | measured | met |")
     add("|---|---:|:---:|")
     for what, value, ok in checks:

@@ -107,11 +107,33 @@ ngx_entry! {
 ngx_entry! {
     /// Registers the access-phase handler and the header filter.
     conf_hook fn postconfiguration(cf) {
+        // The locations are merged by now: what they use decides what is installed, so a
+        // configuration without AI APIs (or budgets) pays nothing for them on any request.
+        let (ai, quota) = GptAuthModule::main_conf(cf)
+            .map_or((true, true), |m| (m.uses_ai.get(), !m.quota_zones.is_empty()));
         crate::ngx::filter::install_header_filter(header_filter);
-        crate::ngx::filter::install_body_filter(body_filter);
+        if ai {
+            crate::ngx::filter::install_body_filter(body_filter);
+        }
         add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, gate::access::access_handler)
-            && add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_LOG_PHASE, quota::charge::log_handler)
-            && add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_LOG_PHASE, usage::settle::log_handler)
+            && (!(ai || quota) || add_phase_handler_first(cf, ngx_http_phases_NGX_HTTP_LOG_PHASE, log_handler))
+    }
+}
+
+ngx_entry! {
+    /// The log phase (before the access log is written): AI requests settled, then one-step
+    /// budget charges of failed upstreams refunded. Installed only where there is work for it.
+    handler fn log_handler(r) {
+        // This configuration's (the request's) answer to what there is to do.
+        if let Some(m) = GptAuthModule::main_conf(r) {
+            if m.uses_ai.get() {
+                usage::settle::on_log(r);
+            }
+            if !m.quota_zones.is_empty() {
+                quota::charge::on_log(r);
+            }
+        }
+        nginx_sys::NGX_DECLINED as nginx_sys::ngx_int_t
     }
 }
 

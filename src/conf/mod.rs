@@ -50,6 +50,9 @@ pub struct MainConf {
     pub allowlists: Vec<Rc<WatchedAllowlist>>,
     pub providers: Vec<Rc<Provider>>,
     pub quota_zones: Vec<Rc<Zone>>,
+    /// Some location fronts an AI API (`gpt_auth_api`): only then are the answer filters and
+    /// the settling log handler installed, so that other configurations pay nothing for them.
+    pub uses_ai: core::cell::Cell<bool>,
 }
 
 impl MainConf {
@@ -246,6 +249,9 @@ impl LocConf {
 
     /// Checks a merged configuration for `nginx -t` and resolves the names it refers to.
     pub fn validate(&mut self, cf: &ngx_conf_t, main: &MainConf) -> Result<(), ConfError> {
+        if self.usage.enabled() {
+            main.uses_ai.set(true);
+        }
         validate::location(self, cf, main)
     }
 

@@ -8,7 +8,6 @@
 
 use gpt_auth_core::quota::{Amounts, Counters, Exceeded, Key, Limits};
 use gpt_auth_core::session::MAX_EMAIL_LEN;
-use nginx_sys::{ngx_int_t, NGX_DECLINED};
 use ngx::http::Request;
 
 use super::warn::Who;
@@ -267,16 +266,13 @@ pub fn upstream_failed(r: &Request) -> bool {
     status >= 500 || status == 0
 }
 
-ngx_entry! {
-    /// Log phase: a request charged in one step whose upstream failed gets its charge back.
-    pub handler fn log_handler(r) {
-        if let Some(c) = charged(r) {
-            if c.charged_now && upstream_failed(r) && !c.settled.replace(true) {
-                refund(c);
-                let status = r.as_ref().headers_out.status;
-                info!(r, "quota: not charged (the upstream failed: status {})", status);
-            }
+/// Log phase: a request charged in one step whose upstream failed gets its charge back.
+pub fn on_log(r: &Request) {
+    if let Some(c) = charged(r) {
+        if c.charged_now && upstream_failed(r) && !c.settled.replace(true) {
+            refund(c);
+            let status = r.as_ref().headers_out.status;
+            info!(r, "quota: not charged (the upstream failed: status {})", status);
         }
-        NGX_DECLINED as ngx_int_t
     }
 }

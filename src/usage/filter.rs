@@ -33,7 +33,8 @@ const HELD_CAPACITY: usize = 16 * 1024;
 
 /// The response header of a followed exchange: decides how its body is read.
 pub fn on_header(r: &mut Request) {
-    if !r.is_main() {
+    // A location without an AI API (most requests) is left at once.
+    if !r.is_main() || super::access::location(r).is_none() {
         return;
     }
     let Some(x) = exchange::get(r) else { return };
@@ -86,7 +87,7 @@ fn reading_for(r: &Request, x: &Exchange) -> Reading {
 
 /// The response body of a followed exchange.
 pub fn on_body(r: &Request, chain: Chain) -> ngx_int_t {
-    if !r.is_main() || chain.is_null() {
+    if !r.is_main() || chain.is_null() || super::access::location(r).is_none() {
         return next_body_filter(r, chain);
     }
     let Some(x) = exchange::get(r) else { return next_body_filter(r, chain) };

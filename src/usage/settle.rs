@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use gpt_auth_core::quota::Amounts;
 use gpt_auth_core::usage::response::{estimate, from_json};
 use gpt_auth_core::usage::Usage;
-use nginx_sys::{ngx_int_t, NGX_DECLINED};
 use ngx::http::Request;
 
 use super::exchange::{self, Charged, Exchange, Reading, Source, State};
@@ -146,12 +145,9 @@ pub fn charged(r: &Request) -> Option<Charged> {
     exchange::get(r)?.state.try_borrow().ok()?.charged
 }
 
-ngx_entry! {
-    /// Log phase: settle.
-    pub handler fn log_handler(r) {
-        if r.is_main() {
-            let _ = settle(r);
-        }
-        NGX_DECLINED as ngx_int_t
+/// Log phase: settle a metered request (before the access log is written).
+pub fn on_log(r: &Request) {
+    if r.is_main() && super::access::location(r).is_some() {
+        let _ = settle(r);
     }
 }
