@@ -1204,17 +1204,30 @@ def ai_summary(st, ai):
             rows.append((label, per[key], a["module_alloc"] / n))
     if {"ai_proxy", "ai_auth", "ai_meter"} <= per.keys():
         m, a = ai["ai_meter"], ai["ai_auth"]
-        # The answer's metering: the module's header and body filters (their inclusive cost
-        # includes nginx's filters after them, the same in both setups: they cancel out).
-        filters = r"gpt_auth_module::(header|body)_filter$"
-        answer = (inclusive(m, filters) - inclusive(a, filters)) / n
+        # The answer's metering: the module's header and body filters, without the nginx
+        # filters they hand the answer on to (static functions of the nginx binary, which
+        # callgrind names by address), metered minus `gpt_auth on` (which has no body filter).
+        def own_filters(cg):
+            mod = os.path.basename(st.module)
+            onward = sum(ir for (cob, _cfn, ob, fn), ir in cg["incl"].items()
+                         if cob and mod in cob and ob and mod not in ob
+                         and fn and fn.startswith("0x"))
+            return inclusive(cg, r"gpt_auth_module::(header|body)_filter$") - onward
+
+        whole = per["ai_meter"] - per["ai_auth"]
+        answer = (own_filters(m) - own_filters(a)) / n
+        settling = (inclusive(m, r"gpt_auth_module::log_handler$")
+                    - inclusive(a, r"gpt_auth_module::log_handler$")) / n
+        request_side = whole - answer - settling
         share = answer / per["ai_proxy"]
         checks.append((f"metering a {AI_EVENTS}-event answer < 10 % of proxying it (callgrind)",
                        f"{answer:+,.0f} instructions = {share:.1%} of {per['ai_proxy']:,.0f}",
                        share < 0.10))
-        whole = per["ai_meter"] - per["ai_auth"]
         rows.append(("metering in all (request, answer, settlement)", whole, None))
-        rows.append(("… of which reading the answer (the filters)", answer, None))
+        rows.append(("… the request (body read and checked, budget; the rest)", request_side,
+                     None))
+        rows.append(("… reading the answer (the filters)", answer, None))
+        rows.append(("… settling (log phase)", settling, None))
         scan = inclusive(m, r"gpt_auth_core::usage::request::parse")
         read = inclusive(m, r"^ngx_http_read_client_request_body$")
         checks.append(("the body's model scan costs less than nginx reading the body",
