@@ -153,6 +153,17 @@ impl<'a> Iterator for Bufs<'a> {
 }
 
 impl Chain {
+    /// The bytes of a chain of one buffer in memory that does not end the answer: how a
+    /// streamed answer comes, one upstream read at a time (the fast path of a filter).
+    #[inline]
+    pub fn single(&self) -> Option<&[u8]> {
+        let mut bufs = self.bufs();
+        let b = bufs.next()?;
+        // SAFETY: as in `Bufs::next`: the chain's first link, alive while the filter runs.
+        let one = unsafe { (*self.0).next.is_null() };
+        (one && !b.last_buf).then_some(b.bytes).flatten()
+    }
+
     /// The buffers, in order (walked lazily: no allocation per call).
     pub fn bufs(&self) -> Bufs<'_> {
         Bufs { next: self.0, _chain: core::marker::PhantomData }
@@ -206,6 +217,15 @@ impl Chain {
 
     pub fn is_null(&self) -> bool {
         self.0.is_null()
+    }
+
+    /// This chain (of one link, as [`Chain::of`] makes) followed by `next`.
+    pub fn then(self, next: Chain) -> Chain {
+        // SAFETY: a link of the request pool; only its `next` is set.
+        if let Some(cl) = unsafe { self.0.as_mut() } {
+            cl.next = next.0;
+        }
+        self
     }
 }
 

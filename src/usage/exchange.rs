@@ -4,8 +4,8 @@
 
 use core::cell::RefCell;
 
-use gpt_auth_core::usage::response::StreamMeter;
-use gpt_auth_core::usage::sse::Parser;
+use gpt_auth_core::usage::response::{Disposition, StreamMeter};
+use gpt_auth_core::usage::sse::{Item, Parser};
 use gpt_auth_core::usage::{Api, Usage};
 use ngx::http::Request;
 
@@ -21,21 +21,60 @@ pub enum Reading {
     Pending,
     /// A whole JSON answer, copied as it passes (up to a limit).
     Json(Vec<u8>),
-    /// A server-sent event stream: parsed as it passes; `strip`: the usage chunk the module
-    /// asked for is cut out (then the bytes of the event in progress are held back until it is
-    /// complete).
-    Stream {
-        parser: Parser,
-        meter: StreamMeter,
-        strip: bool,
-        held: Vec<u8>,
-        held_from: u64,
-        cut: Vec<(u64, u64)>,
-    },
+    /// A server-sent event stream: parsed as it passes.
+    Stream(StreamReading),
     /// A model list to filter: held until complete (up to a limit), then rewritten.
     Models(Vec<u8>),
     /// Not read: why (for the log line of the fallback).
     Skipped(&'static str),
+}
+
+/// A stream being read.
+pub struct StreamReading {
+    pub parser: Parser,
+    pub meter: StreamMeter,
+    /// The usage chunk the module asked for is cut out (then the bytes of the event in
+    /// progress are held back until it is complete).
+    pub strip: bool,
+    /// Bytes held back, from stream offset `held_from`.
+    pub held: Vec<u8>,
+    pub held_from: u64,
+    /// Spans of events to cut out, not yet sent past.
+    pub cut: Vec<(u64, u64)>,
+}
+
+impl StreamReading {
+    pub fn new(api: Api, strip: bool) -> StreamReading {
+        StreamReading {
+            parser: Parser::new(),
+            meter: StreamMeter::new(api, strip),
+            strip,
+            held: Vec::new(),
+            held_from: 0,
+            cut: Vec::new(),
+        }
+    }
+
+    /// The next bytes of the stream.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let (meter, cut) = (&mut self.meter, &mut self.cut);
+        self.parser.feed(bytes, |item| on_item(meter, item, cut));
+    }
+
+    /// The stream's end.
+    pub fn finish(&mut self) {
+        let (meter, cut) = (&mut self.meter, &mut self.cut);
+        self.parser.finish(|item| on_item(meter, item, cut));
+    }
+}
+
+#[inline]
+fn on_item(meter: &mut StreamMeter, item: Item<'_>, cut: &mut Vec<(u64, u64)>) {
+    if let Item::Event(e) = item {
+        if meter.on_event(&e) == Disposition::Remove {
+            cut.push((e.span.start, e.span.end));
+        }
+    }
 }
 
 /// What was charged, for the variables.

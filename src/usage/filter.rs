@@ -11,12 +11,10 @@
 //! Anything else (compressed, in a temporary file, too large) is passed on unread; the log
 //! phase then charges the documented fallback.
 
-use gpt_auth_core::usage::response::{Disposition, StreamMeter};
-use gpt_auth_core::usage::sse::{Item, Parser};
 use nginx_sys::{ngx_int_t, NGX_ERROR, NGX_OK};
 use ngx::http::Request;
 
-use super::exchange::{self, Exchange, Reading};
+use super::exchange::{self, Exchange, Reading, State, StreamReading};
 use super::models;
 use crate::ngx::filter::{
     clear_content_length, content_encoding, content_type, next_body_filter, Chain,
@@ -41,7 +39,7 @@ pub fn on_header(r: &mut Request) {
     let status = r.as_ref().headers_out.status;
     let reading = reading_for(r, x);
     let changes_length = match &reading {
-        Reading::Stream { strip, .. } => *strip,
+        Reading::Stream(s) => s.strip,
         Reading::Models(_) => true,
         _ => false,
     };
@@ -70,14 +68,7 @@ fn reading_for(r: &Request, x: &Exchange) -> Reading {
     let Some(api) = x.api else { return Reading::Skipped("not a metered API") };
     if ct.starts_with(b"text/event-stream") {
         let strip = x.strip && api.needs_include_usage();
-        return Reading::Stream {
-            parser: Parser::new(),
-            meter: StreamMeter::new(api, strip),
-            strip,
-            held: Vec::new(),
-            held_from: 0,
-            cut: Vec::new(),
-        };
+        return Reading::Stream(StreamReading::new(api, strip));
     }
     if ct.starts_with(b"application/json") || ct.is_empty() {
         return Reading::Json(Vec::new());
@@ -87,11 +78,86 @@ fn reading_for(r: &Request, x: &Exchange) -> Reading {
 
 /// The response body of a followed exchange.
 pub fn on_body(r: &Request, chain: Chain) -> ngx_int_t {
-    if !r.is_main() || chain.is_null() || super::access::location(r).is_none() {
+    if chain.is_null() || !r.is_main() || super::access::location(r).is_none() {
         return next_body_filter(r, chain);
     }
     let Some(x) = exchange::get(r) else { return next_body_filter(r, chain) };
-    let Ok(mut st) = x.state.try_borrow_mut() else { return next_body_filter(r, chain) };
+    // One borrow for the whole call, released before the next filter runs (so that a filter
+    // after ours could even call back into it).
+    let out = match x.state.try_borrow_mut() {
+        Ok(mut st) => {
+            if skip_plain(&mut st, &chain) {
+                drop(st);
+                return next_body_filter(r, chain);
+            }
+            read(r, &mut st, &chain)
+        }
+        Err(_) => Out::Pass,
+    };
+    match out {
+        Out::Pass => next_body_filter(r, chain),
+        Out::Send(c) => next_body_filter(r, c),
+        Out::Held => NGX_OK as ngx_int_t,
+        Out::Models(body) => filtered_models(r, x, &body),
+        Out::Error => NGX_ERROR as ngx_int_t,
+    }
+}
+
+/// What the filter hands on after reading a chain.
+enum Out {
+    /// The chain as it came.
+    Pass,
+    /// Another chain in its place (the bytes of the chain were taken).
+    Send(Chain),
+    /// Nothing yet: the bytes are held.
+    Held,
+    /// The whole model list, to filter and send.
+    Models(Vec<u8>),
+    Error,
+}
+
+/// The fast path of a stream, taken by nearly every buffer of one: a buffer of events that
+/// need no reading passes as it is, with nothing held before it.
+#[inline]
+fn skip_plain(st: &mut State, chain: &Chain) -> bool {
+    let Reading::Stream(s) = &mut st.reading else { return false };
+    let Some(bytes) = chain.single() else { return false };
+    let start = s.parser.offset();
+    // With the usage chunk to cut out: only where nothing is held or waits to be cut.
+    if s.strip && !(s.held.is_empty() && s.held_from == start && s.cut.is_empty()) {
+        return false;
+    }
+    if !s.meter.skip_plain(&mut s.parser, bytes) {
+        return false;
+    }
+    s.held_from = s.parser.offset();
+    st.response_bytes += bytes.len() as u64;
+    true
+}
+
+fn read(r: &Request, st: &mut State, chain: &Chain) -> Out {
+    if let Reading::Stream(s) = &mut st.reading {
+        if let Some(out) = read_stream(r, s, &mut st.response_bytes, chain) {
+            return out;
+        }
+        // A stream buffered to a temporary file by the upstream module (`proxy_buffering on`
+        // with a slow client) cannot be read here: from now on it is passed on unread, after
+        // any bytes held back (the log phase charges the fallback).
+        let held = core::mem::take(&mut s.held);
+        st.reading = Reading::Skipped("answer buffered to a temporary file");
+        if !held.is_empty() {
+            return match Chain::of(r, &[&held], false) {
+                Some(c) => Out::Send(c.then(*chain)),
+                None => Out::Error,
+            };
+        }
+    }
+    read_whole(st, chain)
+}
+
+/// A JSON answer or a model list (once per answer or so: kept out of the stream's path).
+#[inline(never)]
+fn read_whole(st: &mut State, chain: &Chain) -> Out {
     let (mut seen, mut in_file, mut last) = (0u64, false, false);
     for b in chain.bufs() {
         seen += b.bytes.map_or(0, |b| b.len() as u64);
@@ -111,95 +177,74 @@ pub fn on_body(r: &Request, chain: Chain) -> ngx_int_t {
                 }
                 copy.extend_from_slice(b);
             }
-            drop(st);
-            next_body_filter(r, chain)
-        }
-        Reading::Stream { strip: false, parser, meter, cut, .. } => {
-            for b in chain.bufs().filter_map(|b| b.bytes) {
-                feed(parser, meter, b, cut);
-            }
-            if last {
-                parser.finish(|item| on_item(meter, item, cut));
-            }
-            drop(st);
-            next_body_filter(r, chain)
-        }
-        Reading::Stream { .. } => {
-            drop(st);
-            strip_usage_chunk(r, x, chain, last)
+            Out::Pass
         }
         Reading::Models(held) => {
-            let body = take_models(held, &chain, last);
-            drop(st);
+            let body = take_models(held, chain, last);
             chain.consume();
-            match body {
-                Some(body) => filtered_models(r, x, &body),
-                None => NGX_OK as ngx_int_t, // held until complete
-            }
+            body.map_or(Out::Held, Out::Models)
         }
-        _ => {
-            drop(st);
-            next_body_filter(r, chain)
-        }
+        _ => Out::Pass,
     }
 }
 
-fn on_item(meter: &mut StreamMeter, item: Item<'_>, cut: &mut Vec<(u64, u64)>) {
-    if let Item::Event(e) = item {
-        if meter.on_event(&e) == Disposition::Remove {
-            cut.push((e.span.start, e.span.end));
-        }
+/// A stream: its buffers fed to the parser in one walk of the chain (this runs for every
+/// buffer of a streamed answer). `None` for a chain with a buffer in a file.
+fn read_stream(r: &Request, s: &mut StreamReading, bytes: &mut u64, chain: &Chain) -> Option<Out> {
+    let start = s.parser.offset();
+    let (mut seen, mut last) = (0, false);
+    for b in chain.bufs() {
+        let data = b.bytes?;
+        seen += data.len() as u64;
+        s.feed(data);
+        last |= b.last_buf;
     }
-}
-
-fn feed(parser: &mut Parser, meter: &mut StreamMeter, bytes: &[u8], cut: &mut Vec<(u64, u64)>) {
-    parser.feed(bytes, |item| on_item(meter, item, cut));
-}
-
-/// A stream whose usage chunk the module asked for: that event is cut out; everything else
-/// passes unchanged (in the buffer it came in where it can).
-fn strip_usage_chunk(r: &Request, x: &Exchange, chain: Chain, last: bool) -> ngx_int_t {
-    let mut st = match x.state.try_borrow_mut() {
-        Ok(st) => st,
-        Err(_) => return NGX_ERROR as ngx_int_t,
-    };
-    let Reading::Stream { parser, meter, held, held_from, cut, .. } = &mut st.reading else {
-        return NGX_ERROR as ngx_int_t;
-    };
-    let start = parser.offset();
-    for b in chain.bufs().filter_map(|b| b.bytes) {
-        feed(parser, meter, b, cut);
-    }
+    *bytes += seen;
     if last {
-        parser.finish(|item| on_item(meter, item, cut));
+        s.finish();
     }
-    let end = parser.offset();
-    let release = if last { end } else { parser.released() };
+    if !s.strip {
+        return Some(Out::Pass);
+    }
+    let end = s.parser.offset();
+    let release = if last { end } else { s.parser.released() };
     // As it came: nothing held before, nothing to cut, all of it finished events.
-    if held.is_empty() && *held_from == start && release == end && cut.iter().all(|c| c.1 <= start)
+    if s.held.is_empty()
+        && s.held_from == start
+        && release == end
+        && s.cut.iter().all(|c| c.1 <= start)
     {
-        *held_from = end;
-        drop(st);
-        return next_body_filter(r, chain);
+        s.held_from = end;
+        return Some(Out::Pass);
     }
-    if held.capacity() == 0 {
-        held.reserve(HELD_CAPACITY); // once per answer: then it rarely grows
+    Some(strip_usage_chunk(r, s, chain, release, last))
+}
+
+/// A stream whose usage chunk the module asked for, when a buffer ends inside an event or
+/// holds the usage chunk: the bytes of finished events are sent without the cut spans, those of
+/// the event in progress held.
+#[inline(never)]
+fn strip_usage_chunk(
+    r: &Request,
+    s: &mut StreamReading,
+    chain: &Chain,
+    release: u64,
+    last: bool,
+) -> Out {
+    if s.held.capacity() == 0 {
+        s.held.reserve(HELD_CAPACITY); // once per answer: then it rarely grows
     }
     for b in chain.bufs().filter_map(|b| b.bytes) {
-        held.extend_from_slice(b);
+        s.held.extend_from_slice(b);
     }
     chain.consume();
-    let base = *held_from;
-    let out = held_out(r, held, base, release, cut, last);
+    let base = s.held_from;
+    let out = held_out(r, &s.held, base, release, &s.cut, last);
     let done = (release - base) as usize;
-    held.drain(..done.min(held.len()));
-    *held_from = release;
-    cut.retain(|c| c.1 > release);
-    drop(st);
-    match out {
-        Some(out) => next_body_filter(r, out),
-        None => NGX_ERROR as ngx_int_t,
-    }
+    s.held.drain(..done.min(s.held.len()));
+    s.held_from = release;
+    s.cut.retain(|c| c.1 > release);
+    out.map_or(Out::Error, Out::Send)
 }
 
 /// A chain of the held bytes `[base, release)` (stream offsets; `held` starts at `base`)

@@ -36,7 +36,8 @@ fn reported(x: &Exchange, st: &mut State) -> Result<Usage, &'static str> {
                 Err(_) => Err("the answer reports no readable usage"),
             }
         }
-        Reading::Stream { meter, .. } => {
+        Reading::Stream(s) => {
+            let meter = &s.meter;
             st.answered_model = meter.model().map(str::to_owned);
             match meter.usage() {
                 Some(u) => Ok(u),

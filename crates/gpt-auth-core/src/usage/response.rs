@@ -18,10 +18,10 @@ use std::sync::LazyLock;
 use memchr::memmem::Finder;
 use std::fmt;
 
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::sse::Event;
+use super::sse::{Event, Parser};
 use crate::log_safe::log_safe;
 
 /// The APIs metered.
@@ -244,10 +244,27 @@ impl StreamMeter {
     }
 
     /// Takes the next event of the stream; whether the client gets it.
+    // Inlined into the parser's loop: the common event (a content delta) is decided here by a
+    // look at its last bytes; the rest goes to `read_event`.
+    #[inline]
     pub fn on_event(&mut self, event: &Event<'_>) -> Disposition {
-        if self.ended {
+        if self.ended || (self.api.needs_include_usage() && plain_chunk(event.data)) {
             return Disposition::Forward;
         }
+        self.read_event(event)
+    }
+
+    /// Takes a chunk of the stream if it is only events that need no reading (content deltas
+    /// of a chat stream, whose last bytes say `"usage":null`): they change nothing here, the
+    /// parser is moved past them. Returns false, and takes nothing, otherwise: then the chunk
+    /// goes to `parser.feed` with [`StreamMeter::on_event`] as usual.
+    #[inline]
+    pub fn skip_plain(&self, parser: &mut Parser, chunk: &[u8]) -> bool {
+        !self.ended && self.api.needs_include_usage() && parser.skip_events(chunk, plain_chunk)
+    }
+
+    #[inline(never)]
+    fn read_event(&mut self, event: &Event<'_>) -> Disposition {
         match self.api {
             Api::ChatCompletions | Api::Completions | Api::Embeddings => self.chat(event.data),
             Api::Responses => {
@@ -267,7 +284,8 @@ impl StreamMeter {
         self.usage
     }
 
-    /// The model the answer names (the first non-empty one).
+    /// The model the answer names (the first non-empty one of the events read: in a chat stream
+    /// the usage chunk or an error chunk, not the content deltas).
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()
     }
@@ -283,7 +301,8 @@ impl StreamMeter {
         self.error
     }
 
-    /// Events whose data was not JSON of the expected shape (they are forwarded as they are).
+    /// Events read (those that may hold usage or an error: content deltas are not parsed) whose
+    /// data was not JSON of the expected shape (they are forwarded as they are).
     pub fn unreadable_events(&self) -> u32 {
         self.unreadable
     }
@@ -305,19 +324,19 @@ impl StreamMeter {
             self.ended = true;
             return Disposition::Forward;
         }
-        // Most chunks are content deltas: once the model is known, a chunk is read only if it
-        // may hold a usage object or an error (a scan, no JSON parse, no allocation).
-        if self.model.is_some()
-            && (ends_with_null_usage(data)
-                || (!may_hold(data, b"\"usage\"", b'{') && !may_hold(data, b"\"error\"", 0)))
+        // Most chunks are content deltas: a chunk is read only if it may hold a usage object or
+        // an error (a scan, no JSON parse, no allocation). The model is taken from the chunk
+        // that is read (the usage chunk names it like every other).
+        if ends_with_null_usage(data)
+            || (!may_hold(data, b"\"usage\"", b'{') && !may_hold(data, b"\"error\"", 0))
         {
             return Disposition::Forward;
         }
-        let Ok(chunk) = serde_json::from_slice::<ChatChunk<'_>>(data) else {
+        let Ok(chunk) = serde_json::from_slice::<ChatChunk>(data) else {
             self.unreadable();
             return Disposition::Forward;
         };
-        self.note_model(chunk.model);
+        self.note_model(chunk.model.map(Cow::Owned));
         if chunk.error.is_some() {
             self.error = true;
         }
@@ -326,7 +345,7 @@ impl StreamMeter {
         };
         self.usage = Some(usage);
         // Some servers send the usage chunk with `"choices": null` or none at all.
-        if self.remove_usage_chunk && chunk.choices.unwrap_or(0) == 0 {
+        if self.remove_usage_chunk && chunk.choices.0.unwrap_or(0) == 0 {
             Disposition::Remove
         } else {
             Disposition::Forward
@@ -405,6 +424,21 @@ impl StreamMeter {
     }
 }
 
+/// The common chunk as OpenAI writes it (compact JSON, `"usage":null` last when usage was
+/// asked for): a comparison of its last bytes. The `"` after `,` cannot be escaped, so this is
+/// the last member of the object the final `}` closes, the top-level one. Anything else
+/// (white space, another order) is left to [`ends_with_null_usage`] and [`may_hold`].
+#[inline]
+fn plain_chunk(data: &[u8]) -> bool {
+    const END: &[u8; 14] = b",\"usage\":null}";
+    // Two overlapping 8-byte words: the comparison of a constant is then two loads, not a loop.
+    let word = |b: &[u8]| b.try_into().map(u64::from_ne_bytes).ok();
+    let n = data.len();
+    n >= END.len()
+        && word(&data[n - 14..n - 6]) == word(&END[..8])
+        && word(&data[n - 8..]) == word(&END[6..])
+}
+
 /// Whether a chunk's last member is `"usage": null` (how OpenAI-compatible servers send every
 /// chunk but the usage chunk when usage was asked for): then it has no usage (a member appears
 /// once) and is an ordinary chunk, not an error. A scan of its last bytes.
@@ -466,31 +500,117 @@ fn anthropic_usage(input: u64, cache_creation: u64, cache_read: u64, output: u64
     }
 }
 
+/// `Deserialize` for a struct of `Default` members from a JSON object whose member names are
+/// compared as bytes: serde_json then hands each name over as it is in the input, where the
+/// derived impl checks every name for UTF-8 first (most of the cost of reading a small chunk).
+/// Unknown members are skipped unread; of a repeated member the last counts.
+macro_rules! by_member_name {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        by_member_name!(@impl $ty { $($field: stringify!($field)),* });
+    };
+    (@impl $ty:ident { $($field:ident: $name:expr),* }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $ty;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(concat!("a JSON object (", stringify!($ty), ")"))
+                    }
+
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
+                        let mut out = $ty::default();
+                        while let Some(name) = map.next_key::<Name<'de>>()? {
+                            // By length first: most names are told apart without comparing
+                            // their bytes.
+                            let n = &*name.0;
+                            $(if n.len() == $name.len() && n == $name.as_bytes() {
+                                out.$field = map.next_value()?;
+                                continue;
+                            })*
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        Ok(out)
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+/// A member name as bytes (borrowed from the input unless it had escapes).
+struct Name<'a>(Cow<'a, [u8]>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_vec())))
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v.as_bytes())))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.as_bytes().to_vec())))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
 /// A usage object in any of the APIs' dialects (unknown members ignored).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct RawUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
-    prompt_tokens_details: Option<InputDetails>,
-    input_tokens_details: Option<InputDetails>,
-    completion_tokens_details: Option<OutputDetails>,
-    output_tokens_details: Option<OutputDetails>,
+    prompt_tokens_details: Option<Details>,
+    input_tokens_details: Option<Details>,
+    completion_tokens_details: Option<Details>,
+    output_tokens_details: Option<Details>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-struct InputDetails {
+by_member_name!(RawUsage {
+    prompt_tokens,
+    completion_tokens,
+    input_tokens,
+    output_tokens,
+    prompt_tokens_details,
+    input_tokens_details,
+    completion_tokens_details,
+    output_tokens_details,
+    cache_creation_input_tokens,
+    cache_read_input_tokens,
+});
+
+/// The details of the input (`cached_tokens`, `cache_write_tokens`) or of the output
+/// (`reasoning_tokens`).
+#[derive(Debug, Default)]
+struct Details {
     cached_tokens: Option<u64>,
     cache_write_tokens: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct OutputDetails {
     reasoning_tokens: Option<u64>,
 }
+
+by_member_name!(Details { cached_tokens, cache_write_tokens, reasoning_tokens });
 
 impl RawUsage {
     /// The counts, or `None` when the object has neither an input nor an output count.
@@ -558,17 +678,26 @@ fn error_code(error: &serde_json::Value) -> String {
     log_safe(code, MAX_ERROR_CODE_LEN)
 }
 
-#[derive(Deserialize)]
-struct ChatChunk<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
+/// A chunk of a chat completions (or completions) stream: only what metering needs.
+#[derive(Default)]
+struct ChatChunk {
+    model: Option<String>,
     /// How many choices (absent or `null`: none), counted without reading them.
-    #[serde(default, deserialize_with = "array_len")]
-    choices: Option<usize>,
-    #[serde(default)]
+    choices: ArrayLen,
     usage: Option<RawUsage>,
-    #[serde(default)]
     error: Option<IgnoredAny>,
+}
+
+by_member_name!(ChatChunk { model, choices, usage, error });
+
+/// The length of an array (`None` for `null` or absent), its elements skipped unread.
+#[derive(Default)]
+struct ArrayLen(Option<usize>);
+
+impl<'de> Deserialize<'de> for ArrayLen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ArrayLen, D::Error> {
+        array_len(d).map(ArrayLen)
+    }
 }
 
 #[derive(Deserialize)]
@@ -643,6 +772,35 @@ mod tests {
     use super::*;
     use crate::usage::sse::{Item, Parser};
     use proptest::prelude::*;
+
+    #[test]
+    fn plain_chunks_are_told_by_their_last_bytes() {
+        assert!(plain_chunk(br#"{"choices":[{"delta":{"content":"Hi"}}],"usage":null}"#));
+        assert!(plain_chunk(br#"{"x":1,"usage":null}"#));
+        for other in [
+            &br#"{"usage":null}"#[..], // the only member: left to the general check
+            br#"{"x":1,"usage": null}"#,
+            br#"{"x":1,"usage":null} "#,
+            br#"{"x":1,"usage":{"prompt_tokens":1}}"#,
+            br#"{"x":"say "usage":null}"#,
+            b"",
+            b"[DONE]",
+        ] {
+            assert!(!plain_chunk(other), "{}", String::from_utf8_lossy(other));
+        }
+        // What the check skips is never a usage chunk or an error under the full reading.
+        let mut m = StreamMeter::new(Api::ChatCompletions, true);
+        let e = |data: &'static [u8]| Event {
+            name: b"",
+            data,
+            span: crate::usage::sse::Span { start: 0, end: 0 },
+        };
+        assert_eq!(
+            m.on_event(&e(br#"{"model":"m","choices":[{"delta":{}}],"usage":null}"#)),
+            Disposition::Forward
+        );
+        assert_eq!((m.usage(), m.model(), m.error()), (None, None, false));
+    }
 
     #[test]
     fn may_hold_finds_every_member_and_skips_content() {
@@ -968,10 +1126,11 @@ mod tests {
             "data: {\"choices\":[{\"delta\":{}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n",
             "data: {\"choices\":[{\"delta\":{}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
             "data: not json\n\n",
+            "data: {\"usage\":{\"prompt_tokens\":\n\n",
             "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n",
         );
         let (meter, _, verdicts) = filter(Api::ChatCompletions, true, &[stream.as_bytes()]);
-        assert_eq!(verdicts, [Forward; 4]);
+        assert_eq!(verdicts, [Forward; 5]);
         assert_eq!(meter.usage(), Some(u(3, 0, 0, 2, 0)));
         assert_eq!(meter.unreadable_events(), 1);
         assert!(meter.error() && !meter.ended());

@@ -65,6 +65,40 @@ pub enum Item<'a> {
     Oversized(Span),
 }
 
+/// Finds the first LF or CR: memchr's AVX2 searcher called directly where the CPU has it (the
+/// crate's `memchr2` picks its implementation anew through a function pointer on every call,
+/// which costs a third of a search of a typical event here). Made once per process: its
+/// vectors want a 32-byte alignment, which a static has and the parser, kept in an nginx pool,
+/// has not.
+#[derive(Clone, Copy)]
+struct LineEnds {
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<&'static memchr::arch::x86_64::avx2::memchr::Two>,
+}
+
+#[cfg(target_arch = "x86_64")]
+static AVX2_LINE_ENDS: std::sync::LazyLock<Option<memchr::arch::x86_64::avx2::memchr::Two>> =
+    std::sync::LazyLock::new(|| memchr::arch::x86_64::avx2::memchr::Two::new(b'\n', b'\r'));
+
+impl LineEnds {
+    #[inline]
+    fn new() -> LineEnds {
+        LineEnds {
+            #[cfg(target_arch = "x86_64")]
+            avx2: AVX2_LINE_ENDS.as_ref(),
+        }
+    }
+
+    #[inline]
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(two) = self.avx2 {
+            return two.find(haystack);
+        }
+        memchr::memchr2(b'\n', b'\r', haystack)
+    }
+}
+
 /// An incremental event stream parser. One per stream.
 #[derive(Debug, Clone)]
 pub struct Parser {
@@ -112,11 +146,11 @@ impl Parser {
             max_event_len: max,
             offset: 0,
             event_start: 0,
-            // Room for a typical event at once: the buffers then rarely grow.
-            line: Vec::with_capacity(max.min(256)),
+            // Allocated when first needed: a stream of one-line events never needs them.
+            line: Vec::new(),
             in_line: false,
-            data: Vec::with_capacity(max.min(512)),
-            name: Vec::with_capacity(32),
+            data: Vec::new(),
+            name: Vec::new(),
             has_data: false,
             after_cr: false,
             dispatch_after_cr: false,
@@ -144,8 +178,99 @@ impl Parser {
 
     /// Parses the next chunk of the stream, calling `on_item` for each event it completes, in
     /// order.
+    #[inline]
     pub fn feed(&mut self, chunk: &[u8], mut on_item: impl FnMut(Item<'_>)) {
-        let base = self.offset;
+        self.see_start(chunk);
+        let done =
+            if self.at_plain_boundary() { self.whole_events(chunk, &mut on_item) } else { 0 };
+        if done < chunk.len() {
+            self.feed_lines(&chunk[done..], &mut on_item);
+        }
+    }
+
+    /// Takes a chunk made only of whole one-line events `data: VALUE\n\n` (from an event
+    /// boundary with nothing pending) for each of which `unremarkable(VALUE)` holds, without
+    /// dispatching them: the parser only moves past it. The fast way for a filter through
+    /// which most events pass unread. Returns false, and takes nothing, for any other chunk
+    /// (then [`Parser::feed`] reads it).
+    #[inline]
+    pub fn skip_events(
+        &mut self,
+        chunk: &[u8],
+        mut unremarkable: impl FnMut(&[u8]) -> bool,
+    ) -> bool {
+        self.see_start(chunk);
+        if !self.at_plain_boundary() || chunk.len() > self.max_event_len {
+            return false;
+        }
+        let line_ends = LineEnds::new();
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let Some(value) = rest.strip_prefix(b"data:") else { return false };
+            let Some(k) = line_ends.find(value) else { return false };
+            if value[k] != b'\n' || value.get(k + 1) != Some(&b'\n') {
+                return false;
+            }
+            let data = &value[..k];
+            if !unremarkable(data.strip_prefix(b" ").unwrap_or(data)) {
+                return false;
+            }
+            rest = &value[k + 2..];
+        }
+        self.offset += chunk.len() as u64;
+        self.event_start = self.offset;
+        true
+    }
+
+    /// At the stream's start: a first byte that cannot begin a byte order mark makes the first
+    /// line one like any other (so that the first event can be read in place too).
+    #[inline]
+    fn see_start(&mut self, chunk: &[u8]) {
+        if self.first_line && self.offset == 0 && chunk.first().is_some_and(|&b| b != 0xEF) {
+            self.first_line = false;
+        }
+    }
+
+    /// Between events (`offset` up to date), with nothing pending: where
+    /// [`Parser::whole_events`] may read.
+    #[inline]
+    fn at_plain_boundary(&self) -> bool {
+        !(self.in_line || self.has_data || self.first_line || self.oversized || self.after_cr)
+            && self.offset == self.event_start
+    }
+
+    /// The common case, read in place: at the start of `chunk` (an event boundary with nothing
+    /// pending), whole one-line events `data: VALUE\n\n`, the way providers write their
+    /// streams. Each is dispatched from the chunk without being copied; returns how many bytes
+    /// they took. Stops at anything else (other fields, CR, a line cut by the chunk's end, an
+    /// event over the cap), which the general way then reads from there.
+    #[inline]
+    fn whole_events(&mut self, chunk: &[u8], on_item: &mut impl FnMut(Item<'_>)) -> usize {
+        let (mut i, line_ends) = (0, LineEnds::new());
+        while let Some(value) = chunk.get(i..).and_then(|rest| rest.strip_prefix(b"data:")) {
+            let Some(k) = line_ends.find(value) else { break };
+            if value[k] != b'\n' || value.get(k + 1) != Some(&b'\n') {
+                break;
+            }
+            let len = 5 + k + 2;
+            if len > self.max_event_len {
+                break;
+            }
+            let data = &value[..k];
+            let data = data.strip_prefix(b" ").unwrap_or(data);
+            let span = Span { start: self.offset, end: self.offset + len as u64 };
+            self.offset = span.end;
+            self.event_start = span.end;
+            // At the start of an event no `event:` field has come: the name is empty.
+            on_item(Item::Event(Event { name: b"", data, span }));
+            i += len;
+        }
+        i
+    }
+
+    /// The general way: line by line, fields gathered into the parser's buffers.
+    fn feed_lines(&mut self, chunk: &[u8], on_item: &mut impl FnMut(Item<'_>)) {
+        let (base, line_ends) = (self.offset, LineEnds::new());
         let mut i = 0;
         if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;
@@ -154,16 +279,20 @@ impl Parser {
             }
             if self.dispatch_after_cr {
                 self.dispatch_after_cr = false;
-                self.dispatch(base + i as u64, &mut on_item);
+                self.dispatch(base + i as u64, on_item);
             }
         }
         while i < chunk.len() {
             let rest = &chunk[i..];
-            if let Some(n) = self.whole_event(rest, base + i as u64, &mut on_item) {
-                i += n;
-                continue;
+            self.offset = base + i as u64;
+            if self.at_plain_boundary() {
+                let n = self.whole_events(rest, on_item);
+                if n > 0 {
+                    i += n;
+                    continue;
+                }
             }
-            let Some(k) = memchr::memchr2(b'\n', b'\r', rest) else {
+            let Some(k) = line_ends.find(rest) else {
                 self.offset = base + i as u64;
                 self.keep_partial_line(rest);
                 break;
@@ -188,43 +317,10 @@ impl Parser {
                 self.after_cr = true;
                 self.dispatch_after_cr = blank;
             } else if blank {
-                self.dispatch(self.offset, &mut on_item);
+                self.dispatch(self.offset, on_item);
             }
         }
         self.offset = base + chunk.len() as u64;
-    }
-
-    /// The common case, read in place: at the start of an event, `rest` begins with a whole
-    /// one-line event `data: VALUE\n\n` (how providers write their streams). It is dispatched
-    /// from the chunk without being copied; returns its length. Anything else (other fields,
-    /// CR, a line cut by the chunk's end, a byte order mark still possible) goes the general
-    /// way.
-    fn whole_event(
-        &mut self,
-        rest: &[u8],
-        at: u64,
-        on_item: &mut impl FnMut(Item<'_>),
-    ) -> Option<usize> {
-        if self.in_line || self.has_data || self.first_line || self.oversized || self.after_cr {
-            return None;
-        }
-        let value = rest.strip_prefix(b"data:")?;
-        let k = memchr::memchr2(b'\n', b'\r', value)?;
-        if value[k] != b'\n' || value.get(k + 1) != Some(&b'\n') {
-            return None;
-        }
-        let len = 5 + k + 2;
-        if len > self.max_event_len || at != self.event_start {
-            return None;
-        }
-        let data = &value[..k];
-        let data = data.strip_prefix(b" ").unwrap_or(data);
-        let span = Span { start: at, end: at + len as u64 };
-        self.offset = span.end;
-        // At the start of an event no `event:` field has come: the name is empty.
-        on_item(Item::Event(Event { name: b"", data, span }));
-        self.event_start = span.end;
-        Some(len)
     }
 
     /// Ends the stream: an event whose blank line was already seen is dispatched, one without
@@ -238,14 +334,14 @@ impl Parser {
         }
         let tail = (self.event_start < self.offset)
             .then_some(Span { start: self.event_start, end: self.offset });
-        let (mut line, mut data, mut name) = (
+        self.line.clear();
+        self.data.clear();
+        self.name.clear();
+        let (line, data, name) = (
             core::mem::take(&mut self.line),
             core::mem::take(&mut self.data),
             core::mem::take(&mut self.name),
         );
-        line.clear();
-        data.clear();
-        name.clear();
         *self = Parser { line, data, name, ..Parser::with_max_event_len(self.max_event_len) };
         tail
     }
@@ -395,6 +491,30 @@ mod tests {
                 Owned::Oversized(s) => panic!("oversized {s:?}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn skipping_takes_only_whole_plain_events() {
+        let plain = |d: &[u8]| d.ends_with(b"null}");
+        let mut p = Parser::new();
+        // The stream's first bytes: no byte order mark, so the first event may be skipped too.
+        assert!(p.skip_events(b"data: {\"a\":null}\n\ndata:{\"b\":null}\n\n", plain));
+        assert_eq!((p.offset(), p.released()), (35, 35));
+        for refused in [
+            &b"data: {\"a\":1}\n\n"[..],         // a remarkable event
+            b"data: {\"a\":null}\n",             // no blank line yet
+            b"data: {\"a\":null}\r\n\r\n",       // CR line ends: the general way
+            b"event: x\ndata: {\"a\":null}\n\n", // another field
+            b": comment\n\n",
+        ] {
+            assert!(!p.skip_events(refused, plain), "{:?}", String::from_utf8_lossy(refused));
+            assert_eq!(p.offset(), 35, "nothing taken");
+        }
+        // Not at an event boundary: never.
+        p.feed(b"data: {", |_| {});
+        assert!(!p.skip_events(b"\"a\":null}\n\n", plain));
+        let mut bom = Parser::new();
+        assert!(!bom.skip_events(b"\xEF\xBB\xBFdata: {\"a\":null}\n\n", plain));
     }
 
     fn ev(name: &str, data: &str) -> (String, String) {
@@ -686,6 +806,52 @@ mod tests {
         ) {
             let f = &fixtures()[which];
             prop_assert_eq!(chunked(f, &cuts, DEFAULT_MAX_EVENT_LEN), whole(f));
+        }
+
+        /// Chunks taken by `skip_events` leave the parser as feeding them would have: the same
+        /// items otherwise (only unremarkable events are missing) and the same offsets.
+        #[test]
+        fn prop_skipped_chunks_change_nothing_else(
+            stream in sse_bytes(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+            max in 64usize..400,
+        ) {
+            let unremarkable = |d: &[u8]| !d.contains(&b'}');
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for c in cuts.into_iter().chain([stream.len()]) {
+                chunks.push(&stream[from..c]);
+                from = c;
+            }
+            let (mut fed, mut skipping) =
+                (Parser::with_max_event_len(max), Parser::with_max_event_len(max));
+            let (mut all, mut read) = (Vec::new(), Vec::new());
+            for chunk in &chunks {
+                fed.feed(chunk, |i| all.push(Owned::of(i)));
+                if !skipping.skip_events(chunk, unremarkable) {
+                    skipping.feed(chunk, |i| read.push(Owned::of(i)));
+                }
+                prop_assert_eq!(fed.offset(), skipping.offset());
+                prop_assert_eq!(fed.released(), skipping.released());
+            }
+            fed.finish(|i| all.push(Owned::of(i)));
+            skipping.finish(|i| read.push(Owned::of(i)));
+            let mut rest = all.iter();
+            for item in &read {
+                // In order, and every event left out is an unremarkable one.
+                loop {
+                    let next = rest.next();
+                    prop_assert!(next.is_some());
+                    if next == Some(item) {
+                        break;
+                    }
+                    let is_unremarkable = matches!(next, Some(Owned::Event { name, data, .. })
+                        if name.is_empty() && unremarkable(data));
+                    prop_assert!(is_unremarkable, "{:?} left out", next);
+                }
+            }
         }
 
         #[test]
