@@ -1473,6 +1473,12 @@ def report(st, results, elapsed):
     if "ir" in g:
         d = g["ir"] - base_ir
         checks.append(("`gpt_auth` ≤ +1,500 instructions/request", f"{d:+,.0f}", d <= 1500))
+    handler = inclusive_of(results.get("callgrind", {}).get("gpt_auth", {"incl": {}}),
+                           "access_handler")
+    if handler:
+        per = handler[0] / st.cg_requests
+        checks.append(("the access check (the access handler, inclusive) ≤ 700 "
+                       "instructions/request (issue 10)", f"{per:,.0f}", per <= 700))
     a100 = summary["gpt_auth_100k"]
     if "ir" in a100 and "ir" in g:
         rel = (a100["ir"] - g["ir"]) / g["ir"]
