@@ -104,7 +104,7 @@ $t->write_file('overrides', "bob\@example.com day_tokens=unlimited\n");
 $t->write_file('prices', "gpt-4o input=2.50 output=10\ngpt-4o-mini input=0.15 output=0.60\n");
 
 my $mock = start_mock($t, port(8081));
-$t->run()->plan(36);
+$t->run()->plan(39);
 
 ###############################################################################
 
@@ -235,6 +235,12 @@ $r = admin('action=reset&user=alice%40example.com&period=day');
 is(status($r), 200, 'admin: alice\'s day reset');
 is(status(chat('tok', 'alice@example.com')), 200, 'and she may go on');
 is(status(admin('action=reset&user=not-an-address&period=day')), 400, 'admin: a bad address: 400');
+like(body(admin('action=topup&user=alice%40example.com')), qr/"a top-up needs requests=, tokens= or cost="/,
+	'admin: a top-up without an amount: 400 and why');
+like(body(admin('action=topup&user=alice%40example.com&tokens=ten')),
+	qr/"requests and tokens are numbers, cost is US dollars"/, 'admin: a top-up that is not a number');
+like(body(admin('action=reset&user=alice%40example.com&period=week')), qr/"period must be day or month"/,
+	'admin: an unknown period');
 
 # the report: JSON, CSV, HTML
 

@@ -49,6 +49,17 @@ fn bad(r: &mut Request, why: &str) -> ngx_int_t {
     answer(r, NGX_HTTP_BAD_REQUEST, body)
 }
 
+/// One admin request, as its parameters say.
+struct Order {
+    key: Vec<u8>,
+    /// `user "..."` or `group "..."`, for the log line.
+    who: String,
+    period: Period,
+    /// `reset`, or `topup` with the amounts in `extra`.
+    action: String,
+    extra: Amounts,
+}
+
 fn act(r: &mut Request) -> ngx_int_t {
     let (Some(lcf), Some(mcf)) = (GptAuthModule::location_conf(r), GptAuthModule::main_conf(r))
     else {
@@ -60,48 +71,16 @@ fn act(r: &mut Request) -> ngx_int_t {
     let Some(z) = mcf.quota_zone(name) else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
     let mut params = form_params(r.args());
     params.extend(form_params(&body::in_memory(r).unwrap_or_default()));
-    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let (key, who) = match (get("user"), get("group")) {
-        (Some(u), None) if valid_email(&u) => {
-            (Key::User(u.clone()).encode(), format!("user \"{u}\""))
-        }
-        (None, Some(g)) if !g.is_empty() => (Key::group_key(&g), format!("group \"{g}\"")),
-        _ => return bad(r, "name one user=ADDRESS or group=NAME"),
+    let o = match order(&params) {
+        Ok(o) => o,
+        Err(why) => return bad(r, why),
     };
-    let period = match get("period").as_deref() {
-        Some("day") => Period::Day,
-        Some("month") | None => Period::Month,
-        Some(_) => return bad(r, "period must be day or month"),
-    };
-    let action = get("action").unwrap_or_default();
-    let mut extra = Amounts::default();
-    if action == "topup" {
-        let n = |name: &str| {
-            get(name).map(|v| v.parse::<u64>().map_err(|_| name.to_owned())).transpose()
-        };
-        match (n("requests"), n("tokens"), get("cost").map(|v| parse_usd(&v)).transpose()) {
-            (Ok(req), Ok(tok), Ok(cost)) => {
-                extra = Amounts {
-                    requests: req.unwrap_or(0),
-                    input: 0,
-                    output: tok.unwrap_or(0),
-                    cost: cost.unwrap_or(0),
-                };
-            }
-            _ => return bad(r, "requests and tokens are numbers, cost is US dollars"),
-        }
-        if extra == Amounts::default() {
-            return bad(r, "a top-up needs requests=, tokens= or cost=");
-        }
-    } else if action != "reset" {
-        return bad(r, "action must be reset or topup");
-    }
     let p = z.periods(now());
-    let done = zone::update(z, &key, &p, |c| {
-        if action == "reset" {
-            c.reset(&p, period);
+    let done = zone::update(z, &o.key, &p, |c| {
+        if o.action == "reset" {
+            c.reset(&p, o.period);
         } else {
-            c.top_up(&p, period, &extra);
+            c.top_up(&p, o.period, &o.extra);
         }
     });
     if !done {
@@ -112,21 +91,61 @@ fn act(r: &mut Request) -> ngx_int_t {
         r,
         "quota admin \"{}\": {} of {} for the {} (zone \"{}\")",
         admin,
-        action,
-        who,
-        period.as_str(),
+        o.action,
+        o.who,
+        o.period.as_str(),
         z.name
     );
-    let c = zone::get(z, &key).unwrap_or_default();
-    let used = c.used(period);
+    let c = zone::get(z, &o.key).unwrap_or_default();
+    let used = c.used(o.period);
     let body = format!(
-        "{{\"done\":\"{action}\",\"period\":\"{}\",\"used\":{{\"requests\":{},\"input_tokens\":{},\
+        "{{\"done\":\"{}\",\"period\":\"{}\",\"used\":{{\"requests\":{},\"input_tokens\":{},\
          \"output_tokens\":{},\"cost\":\"{}\"}}}}\n",
-        period.as_str(),
+        o.action,
+        o.period.as_str(),
         used.requests,
         used.input,
         used.output,
         format_usd(used.cost)
     );
     answer(r, NGX_HTTP_OK, body)
+}
+
+/// The order the parameters give, or why they are refused (a 400).
+fn order(params: &[(String, String)]) -> Result<Order, &'static str> {
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let (key, who) = match (get("user"), get("group")) {
+        (Some(u), None) if valid_email(&u) => {
+            (Key::User(u.clone()).encode(), format!("user \"{u}\""))
+        }
+        (None, Some(g)) if !g.is_empty() => (Key::group_key(&g), format!("group \"{g}\"")),
+        _ => return Err("name one user=ADDRESS or group=NAME"),
+    };
+    let period = match get("period").as_deref() {
+        Some("day") => Period::Day,
+        Some("month") | None => Period::Month,
+        Some(_) => return Err("period must be day or month"),
+    };
+    let action = get("action").unwrap_or_default();
+    let mut extra = Amounts::default();
+    if action == "topup" {
+        let n = |name: &str| get(name).map(|v| v.parse::<u64>().map_err(|_| ())).transpose();
+        let (Ok(req), Ok(tok), Ok(cost)) =
+            (n("requests"), n("tokens"), get("cost").map(|v| parse_usd(&v)).transpose())
+        else {
+            return Err("requests and tokens are numbers, cost is US dollars");
+        };
+        extra = Amounts {
+            requests: req.unwrap_or(0),
+            input: 0,
+            output: tok.unwrap_or(0),
+            cost: cost.unwrap_or(0),
+        };
+        if extra == Amounts::default() {
+            return Err("a top-up needs requests=, tokens= or cost=");
+        }
+    } else if action != "reset" {
+        return Err("action must be reset or topup");
+    }
+    Ok(Order { key, who, period, action, extra })
 }
