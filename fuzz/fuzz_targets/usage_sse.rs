@@ -4,7 +4,8 @@
 //! are those of a plain reading of the HTML standard's algorithm (a reference parser here, on
 //! the whole stream), their spans tile the stream in order, each span parsed alone gives the
 //! same event again, buffers stay within the cap, and `released` only grows, never past what
-//! was fed and never before the end of the last event reported.
+//! was fed and never before the end of the last event reported. Chunks a filter skips
+//! (`skip_events`) leave the parser where feeding them would.
 //!
 //! Input: `cap chunking stream`: the first byte picks the event size cap (64 + 4 x byte, or
 //! none for 255), the second how the stream is cut (0: whole; see `gpt_auth_fuzz::chunks`).
@@ -58,6 +59,40 @@ fn run(cap: usize, parts: &[&[u8]]) -> (Vec<Owned>, Option<Span>) {
         })
     });
     (items, tail)
+}
+
+/// The parts fed as a filter does that skips unremarkable events (`Parser::skip_events`, here
+/// events whose data has no `}`), else feeds them: the parser's offsets stay those of plain
+/// feeding, and the items are those of plain feeding less skipped unremarkable events.
+fn check_skipping(cap: usize, parts: &[&[u8]], all: &[Owned]) {
+    let unremarkable = |d: &[u8]| !d.contains(&b'}');
+    let (mut fed, mut skipping) = (Parser::with_max_event_len(cap), Parser::with_max_event_len(cap));
+    let mut read = Vec::new();
+    let own = |i: Item<'_>| match i {
+        Item::Event(e) => Owned::Event { name: e.name.to_vec(), data: e.data.to_vec(), span: e.span },
+        Item::Oversized(s) => Owned::Oversized(s),
+    };
+    for part in parts {
+        fed.feed(part, |_| {});
+        if !skipping.skip_events(part, unremarkable) {
+            skipping.feed(part, |i| read.push(own(i)));
+        }
+        assert_eq!((fed.offset(), fed.released()), (skipping.offset(), skipping.released()));
+    }
+    skipping.finish(|i| read.push(own(i)));
+    let mut rest = all.iter();
+    for item in &read {
+        loop {
+            let next = rest.next().expect("an item plain feeding did not give");
+            if next == item {
+                break;
+            }
+            assert!(
+                matches!(next, Owned::Event { name, data, .. } if name.is_empty() && unremarkable(data)),
+                "left out: {next:?}"
+            );
+        }
+    }
 }
 
 /// The standard's algorithm, read plainly: split the whole stream into lines, then fields.
@@ -119,7 +154,9 @@ fuzz_target!(|data: &[u8]| {
     let [cap, seed, stream @ ..] = data else { return };
     let cap = if *cap == 255 { usize::MAX } else { 64 + 4 * usize::from(*cap) };
     let whole = run(cap, &[stream]);
-    assert_eq!(run(cap, &chunks(stream, *seed)), whole, "chunking changed the items");
+    let parts = chunks(stream, *seed);
+    assert_eq!(run(cap, &parts), whole, "chunking changed the items");
+    check_skipping(cap, &parts, &whole.0);
     let (items, tail) = &whole;
 
     let mut at = 0;

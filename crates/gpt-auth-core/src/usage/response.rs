@@ -540,8 +540,19 @@ macro_rules! by_member_name {
     };
 }
 
-/// A member name as bytes (borrowed from the input unless it had escapes).
+/// A member name as bytes (borrowed from the input unless it had escapes). serde_json's byte
+/// strings skip the check for control characters that its text strings make; a name with one
+/// is refused here instead (a raw one is not JSON; an escaped one is, but names no member read
+/// here: refusing the answer then keeps "read only what is JSON" true at the cost of an answer
+/// no provider sends).
 struct Name<'a>(Cow<'a, [u8]>);
+
+fn name<'a, E: serde::de::Error>(v: Cow<'a, [u8]>) -> Result<Name<'a>, E> {
+    if v.iter().any(|&b| b < 0x20) {
+        return Err(E::custom("control character in a member name"));
+    }
+    Ok(Name(v))
+}
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name<'de>, D::Error> {
@@ -553,20 +564,23 @@ impl<'de> Deserialize<'de> for Name<'de> {
                 f.write_str("a member name")
             }
 
-            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Borrowed(v)))
+            fn visit_borrowed_bytes<E: serde::de::Error>(
+                self,
+                v: &'de [u8],
+            ) -> Result<Name<'de>, E> {
+                name(Cow::Borrowed(v))
             }
 
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(v.to_vec())))
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Name<'de>, E> {
+                name(Cow::Owned(v.to_vec()))
             }
 
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Borrowed(v.as_bytes())))
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                name(Cow::Borrowed(v.as_bytes()))
             }
 
-            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(v.as_bytes().to_vec())))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                name(Cow::Owned(v.as_bytes().to_vec()))
             }
         }
         d.deserialize_bytes(V)
@@ -772,6 +786,16 @@ mod tests {
     use super::*;
     use crate::usage::sse::{Item, Parser};
     use proptest::prelude::*;
+
+    #[test]
+    fn member_names_with_control_characters_are_refused() {
+        let ok = br#"{"model":"m","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+        assert!(from_json(Api::Embeddings, ok).is_ok());
+        let raw = b"{\"model\":\"m\",\"usage\":{\"prompt_tokens\":8,\"total_token\x0e\":8}}";
+        assert!(from_json(Api::Embeddings, raw).is_err(), "a raw control character is not JSON");
+        let escaped = br#"{"usage":{"prompt_tokens":8,"x":1}}"#;
+        assert!(from_json(Api::Embeddings, escaped).is_err());
+    }
 
     #[test]
     fn plain_chunks_are_told_by_their_last_bytes() {
