@@ -146,6 +146,8 @@ fn read(r: &Request, st: &mut State, chain: &Chain) -> Out {
         let held = core::mem::take(&mut s.held);
         st.reading = Reading::Skipped("answer buffered to a temporary file");
         if !held.is_empty() {
+            st.response_bytes +=
+                chain.bufs().filter_map(|b| b.bytes).map(|b| b.len() as u64).sum::<u64>();
             return match Chain::of(r, &[&held], false) {
                 Some(c) => Out::Send(c.then(*chain)),
                 None => Out::Error,
