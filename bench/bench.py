@@ -509,6 +509,7 @@ class Nginx:
         if callgrind_out:
             cmd = pin + ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind_out}",
                          "--dump-instr=no", "--collect-jumps=no"] + \
+                os.environ.get("BENCH_CG_ARGS", "").split() + \
                 self.args("daemon off; master_process off;")
             timeout = 180
         else:
@@ -672,6 +673,7 @@ def parse_callgrind(path):
     total = None
     ob = fn = cob = cfn = None
     pending_call = None
+    npos = 1  # position columns before the cost (`positions: instr line` with --dump-instr)
 
     def name(kind, value):
         m = re.match(r"\((\d+)\)(?:\s+(.*))?$", value)
@@ -689,7 +691,7 @@ def parse_callgrind(path):
             c = line[0]
             if c.isdigit() or c in "+-*":
                 parts = line.split()
-                ir = int(parts[1]) if len(parts) > 1 else 0
+                ir = int(parts[npos]) if len(parts) > npos else 0
                 if pending_call is not None:
                     key = (ob, fn, cob or ob, cfn)
                     calls[key] += pending_call
@@ -716,6 +718,9 @@ def parse_callgrind(path):
                 if key == "calls":
                     pending_call = int(value.split()[0])
                     continue
+            if line.startswith("positions:"):
+                npos = len(line.split()) - 1
+                continue
             m = re.match(r"(summary|totals):\s*(\d+)", line)
             if m:
                 total = int(m.group(2))
