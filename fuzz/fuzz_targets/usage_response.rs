@@ -3,14 +3,15 @@
 //! here again with serde_json's document), errors are printable and bounded. Streamed, the
 //! meter's verdicts, usage, model and ending do not depend on how the stream is cut; only
 //! the usage chunk of (chat) completions is ever removed, only when the request rewrite asked
-//! for it, and only a chunk that has usage and no choices.
+//! for it, and only a chunk that has usage and no choices. The quick reader of chat chunks
+//! reads a body as serde_json does, or leaves it to serde_json.
 //!
 //! Input: `selector body`: the low 3 bits of the selector pick the API, bit 3 says whether
 //! the usage chunk was added by the rewrite, the high nibble how the body is cut when fed as
 //! an event stream.
 #![no_main]
 
-use gpt_auth_core::usage::response::{from_json, Disposition, StreamMeter};
+use gpt_auth_core::usage::response::{from_json, readers_agree, Disposition, StreamMeter};
 use gpt_auth_core::usage::sse::{Item, Parser};
 use gpt_auth_core::usage::{Api, Usage};
 use gpt_auth_fuzz::chunks;
@@ -90,6 +91,8 @@ fuzz_target!(|data: &[u8]| {
     let [selector, body @ ..] = data else { return };
     let api = APIS[usize::from(selector & 7) % APIS.len()];
     let added = selector & 8 != 0;
+    // The quick reader of chat chunks declines or reads as serde_json does.
+    assert!(readers_agree(body), "the quick reader disagrees with serde_json");
 
     match from_json(api, body) {
         Ok((usage, model)) => {

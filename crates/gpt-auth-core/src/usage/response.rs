@@ -24,6 +24,10 @@ use serde::Deserialize;
 use super::sse::{Event, Parser};
 use crate::log_safe::log_safe;
 
+mod quick;
+#[doc(hidden)]
+pub use quick::readers_agree;
+
 /// The APIs metered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Api {
@@ -332,7 +336,9 @@ impl StreamMeter {
         {
             return Disposition::Forward;
         }
-        let Ok(chunk) = serde_json::from_slice::<ChatChunk>(data) else {
+        let Some(chunk) =
+            quick::chat_chunk(data).or_else(|| serde_json::from_slice::<ChatChunk>(data).ok())
+        else {
             self.unreadable();
             return Disposition::Forward;
         };
@@ -588,7 +594,7 @@ impl<'de> Deserialize<'de> for Name<'de> {
 }
 
 /// A usage object in any of the APIs' dialects (unknown members ignored).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct RawUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
@@ -617,7 +623,7 @@ by_member_name!(RawUsage {
 
 /// The details of the input (`cached_tokens`, `cache_write_tokens`) or of the output
 /// (`reasoning_tokens`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Details {
     cached_tokens: Option<u64>,
     cache_write_tokens: Option<u64>,
@@ -693,7 +699,7 @@ fn error_code(error: &serde_json::Value) -> String {
 }
 
 /// A chunk of a chat completions (or completions) stream: only what metering needs.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct ChatChunk {
     model: Option<String>,
     /// How many choices (absent or `null`: none), counted without reading them.
@@ -705,7 +711,7 @@ struct ChatChunk {
 by_member_name!(ChatChunk { model, choices, usage, error });
 
 /// The length of an array (`None` for `null` or absent), its elements skipped unread.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct ArrayLen(Option<usize>);
 
 impl<'de> Deserialize<'de> for ArrayLen {
