@@ -10,7 +10,8 @@
 //!
 //! Only the members needed are read: serde skips the rest, content included, without building
 //! it (nor checking that its strings are UTF-8: an answer is metered for what its usage says
-//! even if some of its text is broken).
+//! even if some of its text is broken). The usage chunk of a chat stream is first offered to a
+//! quick reader of plain JSON ([`quick`]), which reads it as serde_json would or declines.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
