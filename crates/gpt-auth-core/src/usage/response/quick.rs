@@ -219,18 +219,14 @@ impl<'a> Cursor<'a> {
     /// A count: a non-negative integer that fits (anything else goes to serde_json, which
     /// refuses fractions, exponents and overflow for a `u64` and takes `-0`).
     fn count(&mut self) -> Option<u64> {
-        let digits = self.b.get(self.i..)?;
-        let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-        let (&first, after) = (digits.first()?, digits.get(len));
-        if len == 0 || (first == b'0' && len > 1) || matches!(after, Some(b'.' | b'e' | b'E')) {
+        let start = self.i;
+        self.integer_digits()?;
+        if let Some(b'.' | b'e' | b'E') = self.b.get(self.i) {
             return None;
         }
-        let mut n: u64 = 0;
-        for &d in &digits[..len] {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        }
-        self.i += len;
-        Some(n)
+        self.b[start..self.i]
+            .iter()
+            .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
     }
 
     fn usage(&mut self) -> Option<RawUsage> {
