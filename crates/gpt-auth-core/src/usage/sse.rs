@@ -196,8 +196,9 @@ impl Parser {
     /// Takes a chunk made only of whole one-line events `data: VALUE\n\n` (from an event
     /// boundary with nothing pending) for each of which `unremarkable(VALUE)` holds, without
     /// dispatching them: the parser only moves past it. The fast way for a filter through
-    /// which most events pass unread. Returns false, and takes nothing, for any other chunk
-    /// (then [`Parser::feed`] reads it).
+    /// which most events pass unread. Returns false, and takes nothing, for any other chunk,
+    /// and for any chunk before the first one fed (it may begin with a byte order mark): then
+    /// [`Parser::feed`] reads it.
     #[inline]
     pub fn skip_events(
         &mut self,

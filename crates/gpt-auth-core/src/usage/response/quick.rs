@@ -94,8 +94,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let rest = self.b.get(self.i..)?;
-        // Byte by byte: the strings here are short (names, ids), shorter than a SIMD search
-        // pays for.
+        // Byte by byte (the strings here are short: names, ids).
         let len = rest.iter().position(|&b| !PLAIN[usize::from(b)])?;
         if rest[len] != b'"' {
             return None;
