@@ -5,7 +5,7 @@
 //! | `gpt_auth`, `gpt_auth_key_file`, `gpt_auth_cookie_*`, `gpt_auth_login_url`, `gpt_auth_allowlist`, URLs, pages | `conf::directives` |
 //! | `gpt_auth_provider { ... }` | `conf::provider` |
 //! | `gpt_auth_login`, `gpt_auth_callback`, `gpt_auth_logout` | `login::directives` |
-//! | `gpt_auth_quota_zone`, `gpt_auth_quota`, `gpt_auth_quota_report` | `quota::directives` |
+//! | `gpt_auth_quota_zone`, `gpt_auth_quota_redis`, `gpt_auth_quota`, `gpt_auth_quota_report` | `quota::directives` |
 
 use core::mem::offset_of;
 
@@ -56,7 +56,7 @@ const fn http(name: &'static core::ffi::CStr, args: u32, set: DirectiveHandler) 
     command(name, NGX_HTTP_MAIN_CONF | args, set, NGX_HTTP_MAIN_CONF_OFFSET, 0)
 }
 
-pub static mut COMMANDS: [ngx_command_t; 38] = [
+pub static mut COMMANDS: [ngx_command_t; 39] = [
     any_level(c"gpt_auth", NGX_CONF_FLAG, general::enable),
     any_level(c"gpt_auth_key_file", NGX_CONF_TAKE1, general::key_file),
     any_level(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, general::cookie_name),
@@ -107,6 +107,7 @@ pub static mut COMMANDS: [ngx_command_t; 38] = [
     any_level(c"gpt_auth_prices", NGX_CONF_TAKE1, usage::directives::prices),
     any_level(c"gpt_auth_api_body_limit", NGX_CONF_TAKE1, usage::directives::body_limit),
     http(c"gpt_auth_quota_group", NGX_CONF_1MORE, quota::directives::quota_group),
+    http(c"gpt_auth_quota_redis", NGX_CONF_1MORE, quota::directives::quota_redis),
     any_level(c"gpt_auth_bearer", NGX_CONF_TAKE1, apikeys::directives::bearer),
     location(c"gpt_auth_api_keys", NGX_CONF_TAKE12, apikeys::directives::api_keys),
     ngx_command_t::empty(),

@@ -173,6 +173,7 @@ ngx_entry! {
             }
         }
         quota::state::start_timers(cycle);
+        quota::cluster::start(cycle);
     }
 }
 

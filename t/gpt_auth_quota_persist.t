@@ -3,17 +3,20 @@
 # gpt_auth: budgets survive. Counters carry on across `nginx -s reload` (the shared zone is
 # reused, with or without a state file, also when the budgets change; a zone whose size changed
 # is new and takes the counters of the old one); with state=, worker 0 writes them every interval
-# and at exit, by replacing the file, in the documented format (`gpt_auth_quota 2`, then
+# and at exit, by replacing the file, in the documented format (`gpt_auth_quota 3`, then
 # `<key> <day> <month>` and the amounts), and a new nginx reads them back (version 1 too): a full
 # restart does not hand out fresh budgets. Entries of past days and months; missing, broken and
 # unwritable state files.
 
 ###############################################################################
 
-# A state file line (version 2) of a user with only requests counted.
-sub v2 {
-	my ($email, $day, $dreq, $month, $mreq) = @_;
-	return "$email $day $month $dreq 0 0 0 $mreq 0 0 0" . (' 0' x 8);
+# A state file line (version 3) of a user with only requests counted, all of them sent (the
+# zones here have no Redis: each charge is also counted as unsent, so these have the unsent
+# requests too).
+sub v3 {
+	my ($email, $day, $dreq, $month, $mreq, $unsent) = @_;
+	my ($du, $mu) = $unsent // 1 ? ($dreq, $mreq) : (0, 0);
+	return "$email $day $month $dreq 0 0 0 $mreq 0 0 0" . (' 0' x 8) . " $du 0 0 0 $mu 0 0 0";
 }
 
 use warnings;
@@ -150,9 +153,9 @@ is(used('/kept/x', $alice), '200 4/4', 'kept: alice has 4');
 
 sleep(1.5);
 my @lines = state_lines('kept.quota');
-is($lines[0], 'gpt_auth_quota 2', 'state file written while running: header');
+is($lines[0], 'gpt_auth_quota 3', 'state file written while running: header');
 is(join("\n", sort @lines[1 .. $#lines]),
-	v2('alice@example.com', $p->{day}, 4, $p->{month}, 4) . "\n" . v2('bob@example.com', $p->{day}, 2, $p->{month}, 2),
+	v3('alice@example.com', $p->{day}, 4, $p->{month}, 4) . "\n" . v3('bob@example.com', $p->{day}, 2, $p->{month}, 2),
 	'one line per user: address (lower case), day, month, then the amounts of day and month');
 opendir(my $dh, $dir);
 my @files = readdir $dh;
@@ -168,12 +171,12 @@ my $ino = (stat($old))[1];
 req('/kept/x', $bob);
 sleep(1.5);
 @lines = state_lines('kept.quota');
-ok(grep({ $_ eq v2('bob@example.com', $p->{day}, 3, $p->{month}, 3) } @lines),
+ok(grep({ $_ eq v3('bob@example.com', $p->{day}, 3, $p->{month}, 3) } @lines),
 	'written again after the next interval');
 isnt((stat("$dir/kept.quota"))[1], $ino, 'a new file (inode) took its place');
 my @old_lines = <$old>;
 close $old;
-ok(grep({ $_ eq v2('bob@example.com', $p->{day}, 2, $p->{month}, 2) . "\n" } @old_lines),
+ok(grep({ $_ eq v3('bob@example.com', $p->{day}, 2, $p->{month}, 2) . "\n" } @old_lines),
 	'the old file was not rewritten in place');
 
 # reload: the zones are reused, counters carry on (also without state=)
@@ -206,7 +209,7 @@ is(used('/kept/x', $alice), '200 7/7', 'reload with a new zone size: counts take
 is(used('/plain/x', $alice), '200 6/6', 'the unchanged zone is still reused (day=10 again)');
 sleep(1.5);
 @lines = state_lines('kept.quota');
-ok(grep({ $_ eq v2('alice@example.com', $p->{day}, 7, $p->{month}, 7) } @lines),
+ok(grep({ $_ eq v3('alice@example.com', $p->{day}, 7, $p->{month}, 7) } @lines),
 	'after reload the new worker 0 goes on writing');
 
 # a full restart: the state file carries the counters over
@@ -217,10 +220,10 @@ $t->stop();
 
 @lines = state_lines('kept.quota');
 is(join("\n", sort @lines[1 .. $#lines]),
-	v2('alice@example.com', $p->{day}, 7, $p->{month}, 7) . "\n" . v2('bob@example.com', $p->{day}, 5, $p->{month}, 5),
+	v3('alice@example.com', $p->{day}, 7, $p->{month}, 7) . "\n" . v3('bob@example.com', $p->{day}, 5, $p->{month}, 5),
 	'written at exit: the latest counts');
 @lines = state_lines('atexit.quota');
-is(join("\n", @lines), "gpt_auth_quota 2\n" . v2('alice@example.com', $p->{day}, 6, $p->{month}, 6),
+is(join("\n", @lines), "gpt_auth_quota 3\n" . v3('alice@example.com', $p->{day}, 6, $p->{month}, 6),
 	'interval=1h: written at exit (relative path, under the prefix)');
 
 unlike(log_since($t, $log), qr/\[(error|warn)\].*(state|quota)/,
@@ -232,9 +235,9 @@ unlike(log_since($t, $log), qr/\[(error|warn)\].*(state|quota)/,
 # that the test does not depend on the calendar; day and month are kept independently)
 my $yesterday = $p->{day} - 1;
 $t->write_file('kept.quota', join('', map { "$_\n" } state_lines('kept.quota'),
-	v2('carol@example.com', $yesterday, 7, $p->{month}, 9),
-	v2('dave@example.com', 1, 5, 1, 5),
-	v2('erin@example.com', 1, 5, 1, 5)));
+	v3('carol@example.com', $yesterday, 7, $p->{month}, 9),
+	v3('dave@example.com', 1, 5, 1, 5),
+	v3('erin@example.com', 1, 5, 1, 5)));
 # the other zone's file in the format of version 1 (still read)
 $t->write_file('atexit.quota', "gpt_auth_quota 1\nalice\@example.com $p->{day} 6 $p->{month} 6\n");
 
@@ -260,7 +263,7 @@ like(log_since($t, $log), qr/\[notice\] .*gpt_auth_quota_zone "atexit": 1 users 
 sleep(1.5);
 @lines = state_lines('kept.quota');
 is(scalar(grep { /^erin\@/ } @lines), 0, 'past-month entries are not written back');
-ok(grep({ $_ eq v2('dave@example.com', $p->{day}, 1, $p->{month}, 1) } @lines),
+ok(grep({ $_ eq v3('dave@example.com', $p->{day}, 1, $p->{month}, 1) } @lines),
 	'a past-month user who came back is written with the new month');
 ok(grep({ /^carol\@example\.com $p->{day} $p->{month} 1 0 0 0 10 / } @lines), 'carol: today\'s count');
 
@@ -275,13 +278,13 @@ $t->run();
 is(used('/kept/x', $alice), '200 1/1', 'broken state file: starts from zero');
 is(used('/atexit/x', $alice), '200 1/1', 'malformed line: starts from zero');
 my $l = log_since($t, $log);
-like($l, qr/\[error\] .*gpt_auth: gpt_auth_quota_zone "kept": state "\Q$dir\E\/kept\.quota": line 1: expected "gpt_auth_quota 2"; starting from zero/,
+like($l, qr/\[error\] .*gpt_auth: gpt_auth_quota_zone "kept": state "\Q$dir\E\/kept\.quota": line 1: expected "gpt_auth_quota 3"; starting from zero/,
 	'error: no header');
 like($l, qr/\[error\] .*gpt_auth_quota_zone "atexit": state "\Q$dir\E\/atexit\.quota": line 2: malformed entry; starting from zero/,
 	'error: malformed entry');
 sleep(1.5);
 @lines = state_lines('kept.quota');
-is(join("\n", @lines), "gpt_auth_quota 2\n" . v2('alice@example.com', $p->{day}, 1, $p->{month}, 1),
+is(join("\n", @lines), "gpt_auth_quota 3\n" . v3('alice@example.com', $p->{day}, 1, $p->{month}, 1),
 	'the broken file is replaced by the next write');
 
 # a state file that cannot be written: an error, counting goes on

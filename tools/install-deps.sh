@@ -5,8 +5,9 @@
 #   tools/install-deps.sh build   nginx, nginx-dev and the C libraries the ngx crate builds against
 #   tools/install-deps.sh run     build + Node.js and the bundled OpenID provider, Python 3 for the
 #                                 mock AI provider (make run)
-#   tools/install-deps.sh test    run + Perl, openssl, Chromium and the browser driver, and the
-#                                 Python venv of the official AI SDKs (make test)
+#   tools/install-deps.sh test    run + Perl, openssl, Chromium and the browser driver, Redis
+#                                 (the cluster tests), and the Python venv of the official AI
+#                                 SDKs (make test)
 set -eu
 
 want="${1:-build}"
@@ -17,7 +18,7 @@ node=no
 case "$want" in
     build) ;;
     run) node=yes ;;
-    test) node=yes; pkgs="$pkgs perl openssl curl chromium python3 python3-venv" ;;
+    test) node=yes; pkgs="$pkgs perl openssl curl chromium python3 python3-venv redis-server" ;;
     *) echo "usage: $0 build|run|test" >&2; exit 2 ;;
 esac
 if [ "$node" = yes ] && ! command -v node >/dev/null 2>&1; then
@@ -44,10 +45,14 @@ if [ -n "$missing" ]; then
     echo "install-deps: installing$missing"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
-    # Debian starts the packaged nginx on installation; the project never uses that instance.
+    # Debian starts the packaged nginx (and redis-server) on installation; the project never
+    # uses those instances (the tests start their own on other ports).
     if [ -f /run/nginx.pid ]; then
         $sudo /usr/sbin/nginx -s stop 2>/dev/null || true
     fi
+    case "$missing" in
+        *redis-server*) $sudo service redis-server stop 2>/dev/null || true ;;
+    esac
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -56,6 +56,8 @@ pub struct Zone {
     pub api_keys: Cell<bool>,
     /// The periods of the last second asked about (they change at most once a second).
     periods: Cell<Option<(u64, Periods)>>,
+    /// `gpt_auth_quota_redis`: the Redis server the zone's counters are shared through.
+    pub redis: OnceCell<crate::quota::cluster::RedisConf>,
 }
 
 /// Most groups one zone can have (their membership is a bit mask per request).
@@ -80,6 +82,7 @@ impl Zone {
             groups: RefCell::new(Vec::new()),
             full_logged: Cell::new(false),
             api_keys: Cell::new(false),
+            redis: OnceCell::new(),
             periods: Cell::new(None),
         }
     }

@@ -9,6 +9,7 @@
 //! - [`filter`]: the module's output filters;
 //! - [`body`]: reading request bodies; [`subrequest`]: in-memory subrequests;
 //! - [`pool`]: values that live as long as a request; [`shm`]: shared zones;
+//! - [`peer`]: short client conversations (Redis) through the event loop;
 //! - [`time`]: the clock, worker state and timers.
 
 #[macro_use]
@@ -16,6 +17,7 @@ pub mod entry;
 pub mod body;
 pub mod conf;
 pub mod filter;
+pub mod peer;
 pub mod pool;
 pub mod request;
 pub mod response;

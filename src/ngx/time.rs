@@ -54,6 +54,13 @@ impl Timer {
     pub fn arm(&mut self, secs: u64) {
         arm(self.0, secs)
     }
+
+    /// (Re-)arms the timer for `ms` milliseconds.
+    pub fn arm_ms(&mut self, ms: u64) {
+        let msec = ngx_msec_t::try_from(ms).unwrap_or(ngx_msec_t::MAX);
+        // SAFETY: nginx's timer tree; the event is ours and alive.
+        unsafe { nginx_sys::ngx_add_timer(self.0, msec) }
+    }
 }
 
 /// (Re-)arms a timer event for `secs` seconds.

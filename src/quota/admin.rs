@@ -75,6 +75,13 @@ fn act(r: &mut Request) -> ngx_int_t {
         Ok(o) => o,
         Err(why) => return bad(r, why),
     };
+    if super::cluster::synced(z) {
+        // A reset here would be undone by the next round (the cluster's total is kept), a
+        // top-up would count on this node only.
+        let body = "{\"error\":\"conflict\",\"message\":\"resets and top-ups are not \
+                    available yet on a zone shared through Redis (gpt_auth_quota_redis)\"}\n";
+        return answer(r, 409, body.to_owned());
+    }
     let p = z.periods(now());
     let done = zone::update(z, &o.key, &p, |c| {
         if o.action == "reset" {

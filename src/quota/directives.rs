@@ -1,5 +1,6 @@
-//! The quota directives: `gpt_auth_quota_zone` and `gpt_auth_quota_group` (http),
-//! `gpt_auth_quota`, `gpt_auth_quota_report` and `gpt_auth_quota_admin`.
+//! The quota directives: `gpt_auth_quota_zone`, `gpt_auth_quota_redis` and
+//! `gpt_auth_quota_group` (http), `gpt_auth_quota`, `gpt_auth_quota_report` and
+//! `gpt_auth_quota_admin`.
 
 use core::cell::OnceCell;
 use core::ptr;
@@ -12,11 +13,14 @@ use gpt_auth_core::quota::{self, Clock, Limits, Overrides};
 
 use nginx_sys::{ngx_conf_t, ngx_uint_t};
 
-use super::{admin, report, zone};
+use gpt_auth_core::quota::cluster::Names;
+
+use super::{admin, cluster, report, zone};
 use crate::conf::quota::{GroupConf, Members, DEFAULT_INTERVAL, DEFAULT_RESERVE, MAX_GROUPS};
 use crate::conf::{Handler, LocConf, MainConf, QuotaConf, Zone};
 use crate::files::{Watched, WatchedAllowlist};
-use crate::ngx::conf::{add_shared_zone, parse_size};
+use crate::ngx::conf::{add_shared_zone, parse_size, read_conf_file};
+use crate::ngx::peer::Address;
 use crate::ngx::{ConfError, NgxConfExt};
 
 /// Smallest zone accepted (a key, a user or a user's model, takes about 290 bytes: 32k hold
@@ -86,6 +90,86 @@ ngx_entry! {
         shm.init = Some(zone::init);
         shm.data = Rc::as_ptr(&z).cast_mut().cast();
         mcf.quota_zones.push(z);
+        Ok(())
+    }
+}
+
+/// A time in milliseconds: `500ms`, or an nginx time value in seconds (`1s`, `2`).
+fn milliseconds(k: &str, v: &str) -> Result<u64, ConfError> {
+    let ms = match v.strip_suffix("ms") {
+        Some(n) => n.parse::<u64>().map_err(|_| "expected a number"),
+        None => duration::parse_seconds(v).map(|s| s.saturating_mul(1000)),
+    };
+    match ms {
+        Ok(ms) if ms > 0 => Ok(ms),
+        Ok(_) => Err(ConfError::invalid(format_args!("invalid {k} \"{v}\": must be more than 0"))),
+        Err(e) => Err(ConfError::invalid(format_args!("invalid {k} \"{v}\": {e}"))),
+    }
+}
+
+ngx_entry! {
+    /// `gpt_auth_quota_redis zone=NAME server=ADDRESS [password_file=FILE] [user=NAME]
+    /// [prefix=STRING] [interval=TIME] [timeout=TIME]` (http level, after the zone): the zone's
+    /// counters are shared with every nginx that names the same Redis server and prefix.
+    pub directive fn quota_redis(cf, mcf: MainConf) {
+        let (mut zone, mut server, mut password_file, mut user) = (None, None, None, None);
+        let mut prefix = "gpt_auth:".to_owned();
+        let (mut interval, mut timeout) = (cluster::DEFAULT_INTERVAL_MS, cluster::DEFAULT_TIMEOUT_MS);
+        for a in cf.arg_strings() {
+            let (k, v) = a.split_once('=').ok_or_else(|| invalid(&a))?;
+            match k {
+                "zone" => zone = Some(v.to_owned()),
+                "server" if !v.is_empty() => server = Some(v.to_owned()),
+                "password_file" => password_file = Some(v.to_owned()),
+                "user" if !v.is_empty() => user = Some(v.to_owned()),
+                "prefix" if v.bytes().all(|b| b.is_ascii_graphic()) => prefix = v.to_owned(),
+                "interval" => interval = milliseconds(k, v)?,
+                "timeout" => timeout = milliseconds(k, v)?,
+                _ => return Err(invalid(&a)),
+            }
+        }
+        let zone = zone.ok_or_else(|| ConfError::invalid("needs zone=NAME"))?;
+        let server = server.ok_or_else(|| ConfError::invalid("needs server=HOST:PORT or server=unix:PATH"))?;
+        let z = mcf.quota_zone(&zone).ok_or_else(|| {
+            ConfError::invalid(format_args!(
+                "zone \"{zone}\" is not defined (gpt_auth_quota_zone must come first)"
+            ))
+        })?;
+        if z.redis.get().is_some() {
+            return Err(ConfError::invalid(format_args!("zone \"{zone}\" has a Redis server already")));
+        }
+        let address = Address::parse(cf.pool, &server, cluster::DEFAULT_PORT)
+            .map_err(|why| ConfError::invalid(format_args!("server \"{server}\": {why}")))?;
+        let password = match &password_file {
+            Some(f) => {
+                let (path, data) = read_conf_file(cf, f.as_bytes())?;
+                let text = String::from_utf8(data).map_err(|_| {
+                    ConfError::invalid(format_args!("password_file \"{path}\" is not text"))
+                })?;
+                let pw = text.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+                if pw.is_empty() || pw.contains(&b'\n') {
+                    return Err(ConfError::invalid(format_args!(
+                        "password_file \"{path}\" must hold the password on one line"
+                    )));
+                }
+                Some(pw)
+            }
+            None if user.is_some() => {
+                return Err(ConfError::invalid("user= needs password_file="));
+            }
+            None => None,
+        };
+        let names = Names { prefix, zone: zone.clone() };
+        let conf = cluster::RedisConf {
+            address,
+            password,
+            user,
+            names,
+            interval_ms: interval,
+            timeout_ms: timeout,
+        };
+        // Checked above: the cell is empty.
+        let _ = z.redis.set(conf);
         Ok(())
     }
 }

@@ -48,7 +48,7 @@ impl Shared {
 }
 
 /// "gpt_auth" + the layout version.
-const MAGIC: u64 = 0x6770_745f_6175_7403;
+const MAGIC: u64 = 0x6770_745f_6175_7404;
 
 /// Why a request could not be counted.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -173,7 +173,7 @@ pub fn update(zone: &Zone, key: &[u8], p: &Periods, f: impl FnOnce(&mut Counters
 
 /// The counters of `key`, added if new (dropping keys of past months first if the zone is
 /// full).
-fn entry<'t>(
+pub fn entry<'t>(
     table: &'t mut Table,
     key: &[u8],
     month: u32,

@@ -165,6 +165,12 @@ pub struct Counters {
     /// Top-ups granted for the current day and month (added to the caps).
     pub day_bonus: Amounts,
     pub month_bonus: Amounts,
+    /// Charged here but not yet sent to the cluster's totals (a zone synchronised through
+    /// Redis, [`super::cluster`]): what this node adds to the day's and the month's totals at
+    /// its next round. Kept for every zone (two additions per charge), so that a zone that
+    /// starts synchronising sends what it counted before.
+    pub day_unsent: Amounts,
+    pub month_unsent: Amounts,
 }
 
 /// A refusal: which budget is used up, and until when.
@@ -189,11 +195,14 @@ impl Counters {
             self.day = p.day;
             self.day_used = Amounts::default();
             self.day_bonus = Amounts::default();
+            // A day that ended: its budget no longer decides anything (see `cluster`).
+            self.day_unsent = Amounts::default();
         }
         if self.month != p.month {
             self.month = p.month;
             self.month_used = Amounts::default();
             self.month_bonus = Amounts::default();
+            self.month_unsent = Amounts::default();
         }
     }
 
@@ -253,6 +262,8 @@ impl Counters {
         self.roll(p);
         self.day_used.add(actual);
         self.month_used.add(actual);
+        self.day_unsent.add(actual);
+        self.month_unsent.add(actual);
     }
 
     /// Charges without a reservation (amounts learnt afterwards, or synchronised).

@@ -1,11 +1,12 @@
 //! Budgets: calendar periods ([`Clock`]), what is counted and how it is spent ([`budget`]), the
 //! keys counters are kept under ([`key`]), per-user overrides ([`overrides`]), the usage report
-//! ([`report`]) and the state file ([`state_file`]).
+//! ([`report`]), the state file ([`state_file`]) and zones shared through Redis ([`cluster`]).
 //!
 //! Periods are calendar days and months in UTC shifted by a configurable offset. For tests the
 //! length of a day can be shortened; months are then calendar months made of such days.
 
 pub mod budget;
+pub mod cluster;
 pub mod key;
 pub mod overrides;
 pub mod report;

@@ -1,13 +1,17 @@
 //! The state file: counters saved across restarts. Text, one key per line after a header.
 //!
-//! Version 2 (written): `gpt_auth_quota 2`, then
-//! `<key> <day> <month> <day used> <month used> <day top-up> <month top-up>`, each amount as
-//! four numbers (requests, input tokens, output tokens, cost in nano-dollars). A key is an
+//! Version 3 (written): `gpt_auth_quota 3`, then
+//! `<key> <day> <month> <day used> <month used> <day top-up> <month top-up> <day unsent>
+//! <month unsent>`, each amount as four numbers (requests, input tokens, output tokens, cost in
+//! nano-dollars); the unsent amounts are what a zone synchronised through Redis has not yet
+//! added to the cluster's totals (sent after a restart, so nothing counted is lost). A key is an
 //! address as it is (it has an `@`), `group:<name>` or `model:<address>/<model>` with the
 //! names percent-encoded (so they hold no `@`, space or `/`). Reservations of requests in
 //! flight are not saved.
 //!
 //! Lines `apikey ...` hold the zone's personal API keys (see `crate::api_key::record_line`).
+//!
+//! Version 2 (read): as version 3 without the unsent amounts.
 //!
 //! Version 1 (read): `gpt_auth_quota 1`, then `<email> <day> <day_used> <month> <month_used>`
 //! (requests only).
@@ -16,7 +20,8 @@ use super::budget::{Amounts, Counters};
 use super::key::Key;
 use crate::session::valid_email;
 
-pub const HEADER: &str = "gpt_auth_quota 2";
+pub const HEADER: &str = "gpt_auth_quota 3";
+const HEADER_V2: &str = "gpt_auth_quota 2";
 const HEADER_V1: &str = "gpt_auth_quota 1";
 
 /// Percent-encoding of a name in the file (no space, `@` or `/` is left).
@@ -49,7 +54,7 @@ pub(crate) fn unpct(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn key_text(k: &Key) -> String {
+pub(crate) fn key_text(k: &Key) -> String {
     match k {
         Key::User(e) => e.clone(),
         Key::Group(g) => format!("group:{}", pct(g)),
@@ -57,7 +62,7 @@ fn key_text(k: &Key) -> String {
     }
 }
 
-fn parse_key(s: &str) -> Option<Key> {
+pub(crate) fn parse_key(s: &str) -> Option<Key> {
     if let Some(g) = s.strip_prefix("group:") {
         return Some(Key::Group(unpct(g)?));
     }
@@ -80,7 +85,14 @@ pub fn write<'a>(entries: impl Iterator<Item = (&'a [u8], Counters)>) -> String 
         let Some(key) = Key::decode(key) else { continue };
         out.push_str(&key_text(&key));
         out.push_str(&format!(" {} {}", c.day, c.month));
-        for a in [&c.day_used, &c.month_used, &c.day_bonus, &c.month_bonus] {
+        for a in [
+            &c.day_used,
+            &c.month_used,
+            &c.day_bonus,
+            &c.month_bonus,
+            &c.day_unsent,
+            &c.month_unsent,
+        ] {
             push_amounts(&mut out, a);
         }
         out.push('\n');
@@ -88,14 +100,16 @@ pub fn write<'a>(entries: impl Iterator<Item = (&'a [u8], Counters)>) -> String 
     out
 }
 
-/// The entries of a state file (encoded keys), version 2 or 1.
+/// The entries of a state file (encoded keys), version 3, 2 or 1.
 pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
     let mut lines = text.lines().enumerate();
-    let v1 = match lines.next() {
-        Some((_, HEADER)) => false,
-        Some((_, HEADER_V1)) => true,
+    let version = match lines.next() {
+        Some((_, HEADER)) => 3,
+        Some((_, HEADER_V2)) => 2,
+        Some((_, HEADER_V1)) => 1,
         _ => return Err(format!("line 1: expected \"{HEADER}\"")),
     };
+    let v1 = version == 1;
     let mut out = Vec::new();
     for (idx, line) in lines {
         // Personal API keys have lines of their own (crate::api_key::parse_record).
@@ -117,7 +131,8 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
                 ..Default::default()
             }
         } else {
-            if f.len() != 3 + 16 {
+            let amounts = if version == 3 { 6 } else { 4 };
+            if f.len() != 3 + 4 * amounts {
                 return Err(bad());
             }
             let a = |i: usize| -> Result<Amounts, String> {
@@ -136,6 +151,8 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
                 day_bonus: a(11)?,
                 month_bonus: a(15)?,
                 reserved: Amounts::default(),
+                day_unsent: if version == 3 { a(19)? } else { Amounts::default() },
+                month_unsent: if version == 3 { a(23)? } else { Amounts::default() },
             }
         };
         out.push((key.encode(), c));
@@ -158,6 +175,8 @@ mod tests {
             day_bonus: Amounts::default(),
             month_bonus: Amounts { cost: 5, ..Default::default() },
             reserved: Amounts { requests: 3, ..Default::default() },
+            day_unsent: Amounts { requests: 2, input: 10, output: 5, cost: 1 },
+            month_unsent: Amounts { requests: 4, input: 20, output: 10, cost: 2 },
         };
         let keys = [
             Key::User("alice@example.com".into()).encode(),
@@ -165,7 +184,8 @@ mod tests {
             Key::Model { email: "a:b@example.com".into(), model: "gpt-4o/2024 x".into() }.encode(),
         ];
         let text = write(keys.iter().map(|k| (k.as_slice(), c)));
-        assert!(text.starts_with("gpt_auth_quota 2\nalice@example.com 20000 671 7 100 50 12 99 "));
+        assert!(text.starts_with("gpt_auth_quota 3\nalice@example.com 20000 671 7 100 50 12 99 "));
+        assert!(text.contains(" 0 0 0 5 2 10 5 1 4 20 10 2\n"), "{text}");
         assert!(text.contains("\ngroup:research%20%26%20dev "));
         assert!(text.contains("\nmodel:a%3Ab%40example.com/gpt-4o%2F2024%20x "));
         let back = parse(&text).unwrap();
@@ -183,6 +203,18 @@ mod tests {
         assert!(parse("gpt_auth_quota 1\nx 1 2 3\n").is_err());
         assert!(parse("gpt_auth_quota 1\nnot-an-address 1 2 3 4\n").is_err());
         assert!(parse("gpt_auth_quota 2\nalice@example.com 1 2 3\n").is_err());
+    }
+
+    #[test]
+    fn version_2_is_read_without_unsent_amounts() {
+        let v2 = "gpt_auth_quota 2\nalice@example.com 20000 671 7 100 50 12 99 1000 500 120 \
+                  0 0 0 0 0 0 0 5\n";
+        let back = parse(v2).unwrap();
+        let c = back[0].1;
+        assert_eq!((c.day_used.input, c.month_used.cost, c.month_bonus.cost), (100, 120, 5));
+        assert_eq!((c.day_unsent, c.month_unsent), (Amounts::default(), Amounts::default()));
+        // A version 2 line has 19 fields, a version 3 line 27: each is refused under the other.
+        assert!(parse(&v2.replace("quota 2", "quota 3")).is_err());
     }
 
     proptest! {

@@ -1,0 +1,503 @@
+//! Zones shared by several nginx machines ("nodes") through Redis: what one node sends in a
+//! round and how it reads the answer. No I/O here: the module runs a round over an nginx
+//! connection (`src/quota/cluster.rs`).
+//!
+//! **The model.** Every node counts in its own shared memory as without Redis; each key's
+//! [`Counters`](super::Counters) hold the node's *view* of the cluster's totals (`day_used`,
+//! `month_used`: the totals Redis gave at the last round plus what the node charged since) and
+//! what it charged since it last sent (`day_unsent`, `month_unsent`). Admission reads the view
+//! only, so the request path never waits for Redis.
+//!
+//! **A round** (one [`SCRIPT`] call per batch of keys, atomic in Redis) adds each key's unsent
+//! amounts to its day and month hashes (`HINCRBY`), so the counts of all nodes add up, and
+//! returns the totals; a key with nothing to send is only read. Hashes expire a day after their
+//! period ends; each month has an index of the keys charged in it (read by every node, so that
+//! its report and its views cover keys only other nodes have seen). The node then sets its
+//! view to the totals plus what it charged while the round was under way.
+//!
+//! **Redis losing its data** (restarted empty, or from an older snapshot): a total below the
+//! node's view is raised to the view (`HSET`), so the cluster's totals come back from the
+//! nodes' views at their next rounds instead of starting from zero. Views never exceed the true
+//! totals (a view is the last total plus the node's own charges), so raising a total to a view
+//! cannot count anything twice. Amounts are exact below 2⁵³ (Lua numbers): 9 million dollars in
+//! nano-dollars, 9·10¹⁵ tokens.
+
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::encode::encode;
+use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+
+use super::budget::Amounts;
+use super::key::Key;
+use super::state_file::{key_text, parse_key};
+
+/// The round's script (`EVAL`). `KEYS[1]`: the month's index of keys; then per entry its day
+/// hash and its month hash. `ARGV[1]`, `ARGV[2]`: how long (seconds) day and month hashes
+/// live; then per entry its name in the index and, per hash, the four amounts sent (requests,
+/// input, output, cost) and the four of the node's view. Returns the totals, eight per entry.
+pub const SCRIPT: &str = r#"
+local names = {'requests', 'input', 'output', 'cost'}
+local out = {}
+local a = 3
+for i = 2, #KEYS, 2 do
+  local member = ARGV[a]
+  a = a + 1
+  local indexed = false
+  for j = 0, 1 do
+    local key = KEYS[i + j]
+    local sent = false
+    for n = 0, 3 do
+      if ARGV[a + n] ~= '0' then sent = true end
+    end
+    local v
+    if sent then
+      v = {}
+      for n = 1, 4 do v[n] = redis.call('HINCRBY', key, names[n], ARGV[a + n - 1]) end
+    else
+      v = redis.call('HMGET', key, unpack(names))
+    end
+    local touched = sent
+    for n = 1, 4 do
+      local have = tonumber(v[n]) or 0
+      local view = tonumber(ARGV[a + 3 + n])
+      if have < view then
+        redis.call('HSET', key, names[n], ARGV[a + 3 + n])
+        have = view
+        touched = true
+      end
+      out[#out + 1] = have
+    end
+    if touched then
+      redis.call('EXPIRE', key, ARGV[1 + j])
+      indexed = true
+    end
+    a = a + 8
+  end
+  if indexed then redis.call('SADD', KEYS[1], member) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return out
+"#;
+
+/// Most keys in one script call (Redis runs a script without serving others meanwhile: a
+/// batch stays short).
+pub const BATCH: usize = 200;
+
+/// Where a zone's counters are in Redis: `PREFIX ZONE ":d:" DAY ":" KEY` and
+/// `PREFIX ZONE ":m:" MONTH ":" KEY` (hashes of `requests`, `input`, `output`, `cost`), and the
+/// month's index `PREFIX ZONE ":keys:" MONTH` (a set of keys). A key is written as in the state
+/// file: an address, `group:NAME` or `model:ADDRESS/MODEL`, names percent-encoded.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub prefix: String,
+    pub zone: String,
+}
+
+impl Names {
+    fn day_key(&self, day: u32, member: &str) -> Vec<u8> {
+        format!("{}{}:d:{day}:{member}", self.prefix, self.zone).into_bytes()
+    }
+
+    fn month_key(&self, month: u32, member: &str) -> Vec<u8> {
+        format!("{}{}:m:{month}:{member}", self.prefix, self.zone).into_bytes()
+    }
+
+    pub fn index(&self, month: u32) -> Vec<u8> {
+        format!("{}{}:keys:{month}", self.prefix, self.zone).into_bytes()
+    }
+}
+
+/// One key's part in a round: what the node sends and its view (for the day and the month of
+/// the round).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// The encoded key ([`Key::encode`]).
+    pub key: Vec<u8>,
+    pub day_sent: Amounts,
+    pub month_sent: Amounts,
+    pub day_view: Amounts,
+    pub month_view: Amounts,
+}
+
+/// The cluster's totals of one key, as a round returned them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub day: Amounts,
+    pub month: Amounts,
+}
+
+/// How long hashes live, in seconds (a period's hash is kept a while after the period ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub day: u64,
+    pub month: u64,
+}
+
+/// A round's request, and what its answer must hold.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The commands, RESP-encoded, to be written as they are.
+    pub bytes: Vec<u8>,
+    /// An `AUTH` comes first.
+    auth: bool,
+    /// Entries per script call, in order.
+    batches: Vec<usize>,
+}
+
+impl Round {
+    /// How many replies the answer has.
+    pub fn replies(&self) -> usize {
+        usize::from(self.auth) + self.batches.len() + 1
+    }
+}
+
+/// Why a round's answer is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// The password was refused (or one is needed).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// Redis answered a command with an error.
+    #[error("error reply: {0}")]
+    Server(String),
+    /// Not RESP, or not the shape the commands answer with.
+    #[error("unexpected reply: {0}")]
+    Protocol(&'static str),
+}
+
+fn bulk(b: impl Into<Vec<u8>>) -> OwnedFrame {
+    OwnedFrame::BulkString(b.into())
+}
+
+fn number(n: u64) -> OwnedFrame {
+    // Redis integers are signed 64-bit.
+    bulk(n.min(i64::MAX as u64).to_string())
+}
+
+fn command(out: &mut Vec<u8>, args: Vec<OwnedFrame>) {
+    let frame = OwnedFrame::Array(args);
+    let at = out.len();
+    out.resize(at + frame.encode_len(false), 0);
+    // The room is exactly what the frame takes, so encoding cannot fail; were it to, the
+    // command is left out and the round's answer is short (refused as such).
+    if encode(&mut out[at..], &frame, false).is_err() {
+        out.truncate(at);
+    }
+}
+
+/// The round for `entries` (the day `day` and month `month` of the node's clock): an `AUTH`
+/// first when a password is given (a user too, for an ACL user), the script once per
+/// [`BATCH`] entries, then the month's index.
+pub fn round(
+    names: &Names,
+    auth: Option<(Option<&str>, &[u8])>,
+    entries: &[Entry],
+    day: u32,
+    month: u32,
+    life: Lifetimes,
+) -> Round {
+    let mut bytes = Vec::with_capacity(256 + entries.len() * 200);
+    if let Some((user, password)) = auth {
+        let mut args = vec![bulk("AUTH")];
+        args.extend(user.map(bulk));
+        args.push(bulk(password));
+        command(&mut bytes, args);
+    }
+    let mut batches = Vec::new();
+    for batch in entries.chunks(BATCH) {
+        let mut keys = vec![names.index(month)];
+        let mut argv = vec![number(life.day), number(life.month)];
+        for e in batch {
+            let member = Key::decode(&e.key).map(|k| key_text(&k)).unwrap_or_default();
+            keys.push(names.day_key(day, &member));
+            keys.push(names.month_key(month, &member));
+            argv.push(bulk(member));
+            for (sent, view) in [(&e.day_sent, &e.day_view), (&e.month_sent, &e.month_view)] {
+                for a in [sent, view] {
+                    argv.extend([a.requests, a.input, a.output, a.cost].map(number));
+                }
+            }
+        }
+        let mut args = vec![bulk("EVAL"), bulk(SCRIPT), number(keys.len() as u64)];
+        args.extend(keys.into_iter().map(bulk));
+        args.extend(argv);
+        command(&mut bytes, args);
+        batches.push(batch.len());
+    }
+    command(&mut bytes, vec![bulk("SMEMBERS"), bulk(names.index(month))]);
+    Round { bytes, auth: auth.is_some(), batches }
+}
+
+/// Whether `buf` holds the whole answer of `round` (`Some(length)`), not yet (`None`), or
+/// cannot be one (not RESP).
+pub fn complete(round: &Round, buf: &[u8]) -> Result<Option<usize>, ReplyError> {
+    let mut at = 0;
+    for _ in 0..round.replies() {
+        match decode(&buf[at..]) {
+            Ok(Some((_, n))) => at += n,
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(ReplyError::Protocol("not RESP")),
+        }
+    }
+    Ok(Some(at))
+}
+
+/// What a round's answer says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The totals of the round's entries, in order.
+    pub totals: Vec<Totals>,
+    /// The keys (encoded) charged this month on any node, as the month's index lists them.
+    pub known: Vec<Vec<u8>>,
+}
+
+fn error_text(e: &str) -> String {
+    // Redis error replies are short, printable lines; keep them so for the log.
+    e.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+fn amount(f: &OwnedFrame) -> Result<u64, ReplyError> {
+    match f {
+        OwnedFrame::Integer(n) => Ok((*n).max(0) as u64),
+        _ => Err(ReplyError::Protocol("a total is not an integer")),
+    }
+}
+
+fn amounts(f: &[OwnedFrame]) -> Result<Amounts, ReplyError> {
+    match f {
+        [r, i, o, c] => Ok(Amounts {
+            requests: amount(r)?,
+            input: amount(i)?,
+            output: amount(o)?,
+            cost: amount(c)?,
+        }),
+        _ => Err(ReplyError::Protocol("short totals")),
+    }
+}
+
+/// Reads the whole answer of `round` (as [`complete`] measured it).
+pub fn outcome(round: &Round, buf: &[u8]) -> Result<Outcome, ReplyError> {
+    let mut frames = Vec::with_capacity(round.replies());
+    let mut at = 0;
+    for _ in 0..round.replies() {
+        match decode(&buf[at..]) {
+            Ok(Some((f, n))) => {
+                frames.push(f);
+                at += n;
+            }
+            _ => return Err(ReplyError::Protocol("incomplete answer")),
+        }
+    }
+    let mut frames = frames.into_iter();
+    if round.auth {
+        match frames.next() {
+            Some(OwnedFrame::SimpleString(_)) => {}
+            Some(OwnedFrame::Error(e)) => return Err(ReplyError::Auth(error_text(&e))),
+            _ => return Err(ReplyError::Protocol("AUTH answered neither OK nor an error")),
+        }
+    }
+    let mut out = Outcome::default();
+    for &n in &round.batches {
+        match frames.next() {
+            Some(OwnedFrame::Array(items)) if items.len() == n * 8 => {
+                for e in items.chunks(8) {
+                    out.totals.push(Totals { day: amounts(&e[..4])?, month: amounts(&e[4..])? });
+                }
+            }
+            Some(OwnedFrame::Error(e)) if is_auth_error(&e) => {
+                return Err(ReplyError::Auth(error_text(&e)))
+            }
+            Some(OwnedFrame::Error(e)) => return Err(ReplyError::Server(error_text(&e))),
+            _ => return Err(ReplyError::Protocol("the script's answer is not its totals")),
+        }
+    }
+    match frames.next() {
+        Some(OwnedFrame::Array(items)) => {
+            for item in items {
+                if let OwnedFrame::BulkString(name) = item {
+                    let key = core::str::from_utf8(&name).ok().and_then(parse_key);
+                    out.known.extend(key.map(|k| k.encode()));
+                }
+            }
+        }
+        Some(OwnedFrame::Error(e)) => return Err(ReplyError::Server(error_text(&e))),
+        _ => return Err(ReplyError::Protocol("the index is not a list")),
+    }
+    Ok(out)
+}
+
+fn is_auth_error(e: &str) -> bool {
+    e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") || e.starts_with("NOPERM")
+}
+
+/// The wait before the next attempt after `failures` failed rounds in a row: the interval, then
+/// doubling up to 30 s (never less than the interval).
+pub fn backoff(interval_ms: u64, failures: u32) -> u64 {
+    let max = 30_000u64.max(interval_ms);
+    let shift = failures.saturating_sub(1).min(16);
+    interval_ms.saturating_mul(1 << shift).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Names {
+        Names { prefix: "ga:".into(), zone: "chat".into() }
+    }
+
+    fn entry(user: &str, sent: u64, view: u64) -> Entry {
+        let a = |n: u64| Amounts { requests: n, input: n * 10, output: n * 2, cost: n * 100 };
+        Entry {
+            key: Key::User(user.into()).encode(),
+            day_sent: a(sent),
+            month_sent: a(sent),
+            day_view: a(view),
+            month_view: a(view + 1),
+        }
+    }
+
+    fn parse_commands(mut b: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let (f, n) = decode(b).unwrap().unwrap();
+            let OwnedFrame::Array(items) = f else { panic!("not an array") };
+            out.push(
+                items
+                    .into_iter()
+                    .map(|i| match i {
+                        OwnedFrame::BulkString(s) => s,
+                        other => panic!("{other:?}"),
+                    })
+                    .collect(),
+            );
+            b = &b[n..];
+        }
+        out
+    }
+
+    #[test]
+    fn a_round_is_auth_then_the_script_then_the_index() {
+        let life = Lifetimes { day: 100, month: 2000 };
+        let e = [entry("alice@example.com", 2, 5), entry("bob@example.com", 0, 0)];
+        let r = round(&names(), Some((None, b"s3cret")), &e, 20_000, 671, life);
+        assert_eq!(r.replies(), 3);
+        let cmds = parse_commands(&r.bytes);
+        assert_eq!(cmds.len(), 3);
+        assert_eq!(cmds[0], vec![b"AUTH".to_vec(), b"s3cret".to_vec()]);
+        let eval = &cmds[1];
+        assert_eq!(eval[0], b"EVAL");
+        assert_eq!(eval[1], SCRIPT.as_bytes());
+        assert_eq!(eval[2], b"5");
+        assert_eq!(eval[3], b"ga:chat:keys:671");
+        assert_eq!(eval[4], b"ga:chat:d:20000:alice@example.com");
+        assert_eq!(eval[5], b"ga:chat:m:671:alice@example.com");
+        assert_eq!(eval[7], b"ga:chat:m:671:bob@example.com");
+        // ARGV: lifetimes, then per entry the name and 16 numbers.
+        let argv = &eval[8..];
+        assert_eq!(argv.len(), 2 + 2 * 17);
+        assert_eq!((argv[0].as_slice(), argv[1].as_slice()), (&b"100"[..], &b"2000"[..]));
+        assert_eq!(argv[2], b"alice@example.com");
+        let nums: Vec<&[u8]> = argv[3..19].iter().map(Vec::as_slice).collect();
+        let want: [&[u8]; 16] = [
+            b"2", b"20", b"4", b"200", b"5", b"50", b"10", b"500", b"2", b"20", b"4", b"200", b"6",
+            b"60", b"12", b"600",
+        ];
+        assert_eq!(nums, want);
+        assert_eq!(cmds[2], vec![b"SMEMBERS".to_vec(), b"ga:chat:keys:671".to_vec()]);
+    }
+
+    #[test]
+    fn an_acl_user_and_no_password() {
+        let life = Lifetimes { day: 1, month: 1 };
+        let r = round(&names(), Some((Some("gpt"), b"pw")), &[], 1, 1, life);
+        let cmds = parse_commands(&r.bytes);
+        assert_eq!(cmds[0], vec![b"AUTH".to_vec(), b"gpt".to_vec(), b"pw".to_vec()]);
+        let r = round(&names(), None, &[], 1, 1, life);
+        assert_eq!(r.replies(), 1);
+        assert_eq!(parse_commands(&r.bytes)[0][0], b"SMEMBERS");
+    }
+
+    #[test]
+    fn large_rounds_are_batched() {
+        let e: Vec<Entry> =
+            (0..BATCH * 2 + 1).map(|i| entry(&format!("u{i}@example.com"), 1, 1)).collect();
+        let r = round(&names(), None, &e, 1, 1, Lifetimes { day: 1, month: 1 });
+        assert_eq!(r.batches, vec![BATCH, BATCH, 1]);
+        assert_eq!(r.replies(), 4);
+        assert_eq!(parse_commands(&r.bytes).len(), 4);
+    }
+
+    #[test]
+    fn groups_and_models_are_named_as_in_the_state_file() {
+        let mut e = entry("x@example.com", 1, 1);
+        e.key = Key::Group("r&d team".into()).encode();
+        let r = round(&names(), None, &[e.clone()], 3, 4, Lifetimes { day: 1, month: 1 });
+        let cmds = parse_commands(&r.bytes);
+        assert_eq!(cmds[0][4], b"ga:chat:d:3:group:r%26d%20team");
+        let known = b"*2\r\n$18\r\ngroup:r%26d%20team\r\n$7\r\nnot-key\r\n";
+        let answer = [&b"*8\r\n"[..], &b":1\r\n".repeat(8), known].concat();
+        let o = outcome(&r, &answer).unwrap();
+        // An index member that is no key of ours is left out.
+        assert_eq!(o.known, vec![e.key]);
+    }
+
+    fn ints(v: &[i64]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", v.len()).into_bytes();
+        for n in v {
+            out.extend_from_slice(format!(":{n}\r\n").as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn answers_are_read_whole_and_in_order() {
+        let e = [entry("alice@example.com", 1, 1), entry("bob@example.com", 1, 1)];
+        let r = round(&names(), Some((None, b"pw")), &e, 1, 1, Lifetimes { day: 1, month: 1 });
+        let totals = ints(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, -1]);
+        let index = b"*1\r\n$17\r\nalice@example.com\r\n";
+        let answer = [&b"+OK\r\n"[..], &totals, index].concat();
+        for cut in 0..answer.len() {
+            assert_eq!(complete(&r, &answer[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(complete(&r, &answer), Ok(Some(answer.len())));
+        let o = outcome(&r, &answer).unwrap();
+        let am = |r, i, o, c| Amounts { requests: r, input: i, output: o, cost: c };
+        assert_eq!(o.totals[0], Totals { day: am(1, 2, 3, 4), month: am(5, 6, 7, 8) });
+        // A negative total (someone wrote the hash by hand) reads as zero.
+        assert_eq!(o.totals[1], Totals { day: am(9, 10, 11, 12), month: am(13, 14, 15, 0) });
+        assert_eq!(o.known, vec![Key::User("alice@example.com".into()).encode()]);
+        assert!(complete(&r, b"!garbage\r\n").is_err());
+    }
+
+    #[test]
+    fn errors_are_told_apart() {
+        let e = [entry("alice@example.com", 1, 1)];
+        let life = Lifetimes { day: 1, month: 1 };
+        let with_pw = round(&names(), Some((None, b"pw")), &e, 1, 1, life);
+        let index = b"*0\r\n";
+        let wrong =
+            [&b"-WRONGPASS invalid username-password pair\r\n"[..], &ints(&[0; 8]), index].concat();
+        assert!(
+            matches!(outcome(&with_pw, &wrong), Err(ReplyError::Auth(m)) if m.starts_with("WRONGPASS"))
+        );
+        let bare = round(&names(), None, &e, 1, 1, life);
+        let noauth = [&b"-NOAUTH Authentication required.\r\n"[..], &b"-NOAUTH x\r\n"[..]].concat();
+        assert!(matches!(outcome(&bare, &noauth), Err(ReplyError::Auth(_))));
+        let oom = [&b"-OOM command not allowed\r\n"[..], index].concat();
+        assert_eq!(outcome(&bare, &oom), Err(ReplyError::Server("OOM command not allowed".into())));
+        let short = [&ints(&[1, 2, 3])[..], index].concat();
+        assert!(matches!(outcome(&bare, &short), Err(ReplyError::Protocol(_))));
+        let text = [&b"$2\r\nhi\r\n"[..], index].concat();
+        assert!(matches!(outcome(&bare, &text), Err(ReplyError::Protocol(_))));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_seconds() {
+        assert_eq!(backoff(1000, 1), 1000);
+        assert_eq!(backoff(1000, 2), 2000);
+        assert_eq!(backoff(1000, 5), 16_000);
+        assert_eq!(backoff(1000, 6), 30_000);
+        assert_eq!(backoff(1000, 1000), 30_000);
+        assert_eq!(backoff(60_000, 3), 60_000);
+    }
+}

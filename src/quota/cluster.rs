@@ -1,0 +1,235 @@
+//! A zone shared by several nginx machines through Redis (`gpt_auth_quota_redis`): in worker 0,
+//! a timer per zone runs a round every `interval` — the counts this node charged since the last
+//! round go to Redis, the cluster's totals come back into the zone — over a connection of
+//! nginx's event loop ([`crate::ngx::peer`]). Requests never wait for it: admission reads the
+//! zone as without Redis. The rules (what a round sends, how totals come back, how a Redis
+//! that lost its data is refilled) are in `gpt_auth_core::quota::cluster`.
+
+use std::rc::Rc;
+
+use gpt_auth_core::quota::cluster::{self, Entry, Lifetimes, Names};
+use gpt_auth_core::quota::{Amounts, Periods};
+use nginx_sys::{ngx_cycle_t, ngx_log_t};
+use ngx::http::HttpModuleMainConf;
+
+use super::zone;
+use crate::conf::Zone;
+use crate::ngx::peer::{self, Address, Failure};
+use crate::ngx::time::{self, now, Timer};
+use crate::GptAuthModule;
+
+/// Redis's own port.
+pub const DEFAULT_PORT: u16 = 6379;
+pub const DEFAULT_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+
+/// `gpt_auth_quota_redis zone=NAME server=ADDRESS [password_file=FILE] [user=NAME]
+/// [prefix=STRING] [interval=TIME] [timeout=TIME]`.
+pub struct RedisConf {
+    pub address: Address,
+    /// Read from `password_file` when the configuration is read (never logged).
+    pub password: Option<Vec<u8>>,
+    pub user: Option<String>,
+    pub names: Names,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl core::fmt::Debug for RedisConf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RedisConf")
+            .field("address", &self.address.as_str())
+            .field("names", &self.names)
+            .field("interval_ms", &self.interval_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One zone's synchronisation in worker 0 (for the worker's life).
+struct Sync {
+    zone: Rc<Zone>,
+    timer: Option<Timer>,
+    /// Rounds failed in a row.
+    failures: u32,
+    /// The failure was logged (at `error`); the recovery is then logged at `notice`.
+    broken: bool,
+}
+
+/// In worker 0: starts the rounds of every zone that names a Redis server, the first one at
+/// once (a node that starts learns the cluster's totals before its first interval).
+pub fn start(cycle: &ngx_cycle_t) {
+    if time::worker() != 0 {
+        return;
+    }
+    let Some(mcf) = GptAuthModule::main_conf(cycle) else { return };
+    for zone in mcf.quota_zones.iter().filter(|z| z.redis.get().is_some()) {
+        // One per zone for the worker's life: the timer's data (freed with the process).
+        let sync = Box::leak(Box::new(Sync {
+            zone: zone.clone(),
+            timer: None,
+            failures: 0,
+            broken: false,
+        }));
+        let data = core::ptr::from_mut(sync).cast();
+        sync.timer = Timer::new(cycle.pool, cycle.log, tick, data);
+        if let Some(t) = &mut sync.timer {
+            t.arm_ms(1);
+        }
+    }
+}
+
+ngx_entry! {
+    /// A zone's round is due.
+    timer fn tick(ev) {
+        // SAFETY: the data set in `start`: a leaked Sync, alive as long as the process.
+        let Some(sync) = (unsafe { ev.data.cast::<Sync>().as_mut() }) else { return };
+        if time::stopping() {
+            return;
+        }
+        run_round(sync, ev.log);
+    }
+}
+
+fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
+    let zone = sync.zone.clone();
+    let Some(redis) = zone.redis.get() else { return };
+    let t = now();
+    let p = zone.periods(t);
+    let entries = snapshot(&zone, &p);
+    let day_length = zone.clock.day_length;
+    let life = Lifetimes {
+        day: p.day_ends.saturating_sub(t) + day_length,
+        month: p.month_ends.saturating_sub(t) + 31 * day_length,
+    };
+    let auth = redis.password.as_deref().map(|pw| (redis.user.as_deref(), pw));
+    let round = Rc::new(cluster::round(&redis.names, auth, &entries, p.day, p.month, life));
+    let bytes = round.bytes.clone();
+    let r = round.clone();
+    let complete = Box::new(move |buf: &[u8]| match cluster::complete(&r, buf) {
+        Ok(whole) => Ok(whole.is_some()),
+        Err(_) => Err(()),
+    });
+    let sync_ptr: *mut Sync = sync;
+    let done = Box::new(move |result: Result<Vec<u8>, Failure>| {
+        // SAFETY: the Sync is leaked (never freed while the process runs); only this worker's
+        // event loop touches it, one round at a time.
+        let Some(sync) = (unsafe { sync_ptr.as_mut() }) else { return };
+        let outcome = result
+            .map_err(|f| f.to_string())
+            .and_then(|b| cluster::outcome(&round, &b).map_err(|e| e.to_string()));
+        let wait = match outcome {
+            Ok(o) => {
+                apply(&sync.zone, &p, &entries, &o, log);
+                if sync.broken {
+                    notice!(
+                        log,
+                        "gpt_auth_quota_redis \"{}\": synchronised with {} again",
+                        sync.zone.name,
+                        address(&sync.zone)
+                    );
+                }
+                sync.broken = false;
+                sync.failures = 0;
+                interval(&sync.zone)
+            }
+            Err(why) => {
+                restore(&sync.zone, &p, &entries);
+                sync.failures = sync.failures.saturating_add(1);
+                if !sync.broken {
+                    error!(
+                        log,
+                        "gpt_auth_quota_redis \"{}\": cannot synchronise with {}: {}; counting on \
+                         this node and retrying",
+                        sync.zone.name,
+                        address(&sync.zone),
+                        why
+                    );
+                    sync.broken = true;
+                }
+                cluster::backoff(interval(&sync.zone), sync.failures)
+            }
+        };
+        if !time::stopping() {
+            if let Some(t) = &mut sync.timer {
+                t.arm_ms(wait);
+            }
+        }
+    });
+    peer::call(&redis.address, log, bytes, redis.timeout_ms, complete, done);
+}
+
+fn interval(zone: &Zone) -> u64 {
+    zone.redis.get().map_or(DEFAULT_INTERVAL_MS, |r| r.interval_ms)
+}
+
+fn address(zone: &Zone) -> &str {
+    zone.redis.get().map_or("?", |r| r.address.as_str())
+}
+
+/// Every key of the current month: what it has not sent (taken), and the node's view.
+fn snapshot(zone: &Zone, p: &Periods) -> Vec<Entry> {
+    let Some(shared) = zone::shared(zone) else { return Vec::new() };
+    let mut table = shared.table.write();
+    let mut out = Vec::new();
+    for (k, c) in table.iter_mut() {
+        if c.month != p.month {
+            continue; // not seen this month: nothing of this month to send or learn
+        }
+        let today = c.day == p.day;
+        let e = Entry {
+            key: k.as_bytes().to_vec(),
+            day_sent: if today { core::mem::take(&mut c.day_unsent) } else { Amounts::default() },
+            month_sent: core::mem::take(&mut c.month_unsent),
+            day_view: if today { c.day_used } else { Amounts::default() },
+            month_view: c.month_used,
+        };
+        out.push(e);
+    }
+    out
+}
+
+/// A round failed: what it took to send is unsent again (in the periods it was counted in).
+fn restore(zone: &Zone, p: &Periods, entries: &[Entry]) {
+    let Some(shared) = zone::shared(zone) else { return };
+    let mut table = shared.table.write();
+    for e in entries {
+        let Some(c) = table.get_mut(e.key.as_slice()) else { continue };
+        if c.month == p.month {
+            c.month_unsent.add(&e.month_sent);
+            if c.day == p.day {
+                c.day_unsent.add(&e.day_sent);
+            }
+        }
+    }
+}
+
+/// A round succeeded: each view becomes the cluster's total plus what was charged here while
+/// the round was under way; keys charged on other nodes only are added (for the report, and
+/// so that their totals are read from the next round on).
+fn apply(zone: &Zone, p: &Periods, entries: &[Entry], o: &cluster::Outcome, log: *mut ngx_log_t) {
+    if zone.periods(now()) != *p {
+        return; // a period ended meanwhile: the next round reads the new one
+    }
+    let Some(shared) = zone::shared(zone) else { return };
+    let mut table = shared.table.write();
+    for (e, totals) in entries.iter().zip(&o.totals) {
+        let Some(c) = table.get_mut(e.key.as_slice()) else { continue };
+        c.roll(p);
+        c.day_used = totals.day.plus(&c.day_unsent);
+        c.month_used = totals.month.plus(&c.month_unsent);
+    }
+    for key in &o.known {
+        if table.get(key.as_slice()).is_some() {
+            continue;
+        }
+        match zone::entry(&mut table, key, p.month, zone, log) {
+            Ok(c) => c.roll(p),
+            Err(_) => break, // the zone is full (logged once by the zone)
+        }
+    }
+}
+
+/// Whether `zone` is synchronised through Redis (its administration then says so).
+pub fn synced(zone: &Zone) -> bool {
+    zone.redis.get().is_some()
+}
