@@ -7,8 +7,9 @@
 # the totals under the documented names. Faults: Redis stopped (both nodes go on enforcing with
 # their local counts, one [error] line each), started again empty (one [notice] each, the
 # totals come back from the nodes' views, nothing counted meanwhile is lost), started again
-# from an older snapshot (raised back), a wrong password (an [error] naming the refusal). And
-# `nginx -t` errors.
+# from an older snapshot (raised back), a wrong password (an [error] naming the refusal).
+# Personal API keys: created on one node, accepted on the other; revoked on one, refused on the
+# other within about a second. And `nginx -t` errors.
 
 ###############################################################################
 
@@ -66,6 +67,17 @@ http {
         server_name  localhost;
 
         add_header X-Day-Used "$gpt_auth_quota_day_used" always;
+        gpt_auth_bearer zone=chat;
+
+        location = /keys {
+            gpt_auth on;
+            gpt_auth_api_keys zone=chat max=3;
+        }
+
+        location /k/ {
+            gpt_auth on;
+            proxy_pass http://127.0.0.1:%%BACKEND%%;
+        }
 
         location /x/ {
             gpt_auth on;
@@ -142,7 +154,7 @@ my sub redis_stop {
 	undef $redis_pid;
 }
 
-END { redis_stop() }
+END { local $?; redis_stop() }
 
 my sub redis {
 	my $rport = $_[0] =~ /^\d+$/ ? shift : $rport;
@@ -168,7 +180,7 @@ my @bad = (
 	[ 'gpt_auth_quota_redis zone=chat server=127.0.0.1:1 colour=red;', qr/invalid parameter "colour=red"/, 'unknown parameter' ],
 );
 
-my $plan = 32 + @bad;
+my $plan = 42 + @bad;
 $ta->plan($plan);
 
 for my $b (@bad) {
@@ -299,6 +311,46 @@ redis_start(keep => 1);
 sleep 3;
 is(redis('HGET', "t:chat:d:$p->{day}:$bob", 'requests'), 7, 'raised back to 7 by the nodes');
 is(used('B', $bob), '200 8', 'node B: bob goes on from 7');
+
+# personal API keys: created on A, accepted on B; revoked on B, refused on A
+
+my sub keys_page {
+	my ($node, $form) = @_;
+	return request('/keys', cookie => cookie_for($key, $alice), method => 'POST', body => $form,
+		port => $node eq 'A' ? 8081 : 8082,
+		headers => ['Content-Type: application/x-www-form-urlencoded', 'Accept: application/json']);
+}
+
+my sub with_key {
+	my ($node, $k) = @_;
+	return status(request('/k/', headers => ["Authorization: Bearer $k"],
+		port => $node eq 'A' ? 8081 : 8082));
+}
+
+my $made = quota_json(body(keys_page('A', 'action=create&name=laptop'))) // {};
+my $apikey = $made->{key} // '-';
+is(with_key('A', $apikey), 200, 'API key created on A works on A');
+my $t0 = time();
+my $seen;
+while (time() - $t0 < 3) {
+	last if ($seen = with_key('B', $apikey)) == 200;
+	sleep 0.1;
+}
+is($seen, 200, 'and on B (after its next round)');
+ok(time() - $t0 < 2, sprintf('B accepted it %.1f s after its creation', time() - $t0));
+is(redis('HLEN', 't:chat:apikeys'), 1, 'Redis holds the key\'s record (never the key)');
+unlike(redis('HGETALL', 't:chat:apikeys'), qr/\Q$apikey\E/, 'the record is not the key');
+
+is(status(keys_page('B', "action=revoke&id=$made->{id}")), 200, 'revoked on B');
+is(with_key('B', $apikey), 401, 'refused on B at once');
+$t0 = time();
+while (time() - $t0 < 3) {
+	last if ($seen = with_key('A', $apikey)) == 401;
+	sleep 0.1;
+}
+is($seen, 401, 'and refused on A');
+ok(time() - $t0 < 2, sprintf('A refused it %.1f s after the revocation', time() - $t0));
+is(redis('SISMEMBER', 't:chat:apikeys:revoked', $made->{id}), 1, 'Redis lists the revoked id');
 
 # an administrator's reset is refused for now (the next round would undo it)
 

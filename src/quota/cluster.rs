@@ -53,6 +53,8 @@ struct Sync {
     failures: u32,
     /// The failure was logged (at `error`); the recovery is then logged at `notice`.
     broken: bool,
+    /// The version of the zone's API keys last read (empty: not yet).
+    keys_version: String,
 }
 
 /// In worker 0: starts the rounds of every zone that names a Redis server, the first one at
@@ -69,6 +71,7 @@ pub fn start(cycle: &ngx_cycle_t) {
             timer: None,
             failures: 0,
             broken: false,
+            keys_version: String::new(),
         }));
         let data = core::ptr::from_mut(sync).cast();
         sync.timer = Timer::new(cycle.pool, cycle.log, tick, data);
@@ -102,7 +105,10 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
         month: p.month_ends.saturating_sub(t) + 31 * day_length,
     };
     let auth = redis.password.as_deref().map(|pw| (redis.user.as_deref(), pw));
-    let round = Rc::new(cluster::round(&redis.names, auth, &entries, p.day, p.month, life));
+    let keys = zone.api_keys.get().then(|| super::keys::changes(&zone, &sync.keys_version));
+    let keys = keys.flatten();
+    let round =
+        Rc::new(cluster::round(&redis.names, auth, &entries, p.day, p.month, life, keys.as_ref()));
     let bytes = round.bytes.clone();
     let r = round.clone();
     let complete = Box::new(move |buf: &[u8]| match cluster::complete(&r, buf) {
@@ -120,6 +126,12 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
         let wait = match outcome {
             Ok(o) => {
                 apply(&sync.zone, &p, &entries, &o, log);
+                if let Some(k) = &keys {
+                    super::keys::applied(&sync.zone, k, o.api_keys.as_ref());
+                }
+                if let Some(v) = o.api_keys.as_ref().map(|s| s.version.clone()) {
+                    sync.keys_version = v;
+                }
                 if sync.broken {
                     notice!(
                         log,

@@ -15,6 +15,13 @@
 //! its report and its views cover keys only other nodes have seen). The node then sets its
 //! view to the totals plus what it charged while the round was under way.
 //!
+//! **Personal API keys** of the zone are shared too ([`KEYS_SCRIPT`], in the same round): a key
+//! created on one node is written to the zone's key hash, a revoked one is deleted from it and
+//! added to the set of revoked ids; every node adds the keys it does not have and deletes the
+//! revoked ones. A version number, raised by every change, spares the nodes reading the keys
+//! when nothing changed. A key is never deleted for being absent from Redis (Redis may have
+//! lost it): the node sends it again.
+//!
 //! **Redis losing its data** (restarted empty, or from an older snapshot): a total below the
 //! node's view is raised to the view (`HSET`), so the cluster's totals come back from the
 //! nodes' views at their next rounds instead of starting from zero. Views never exceed the true
@@ -29,6 +36,7 @@ use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 use super::budget::Amounts;
 use super::key::Key;
 use super::state_file::{key_text, parse_key};
+use crate::api_key::{parse_record, record_line, Record, ID_LEN};
 
 /// The round's script (`EVAL`). `KEYS[1]`: the month's index of keys; then per entry its day
 /// hash and its month hash. `ARGV[1]`, `ARGV[2]`: how long (seconds) day and month hashes
@@ -78,6 +86,32 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return out
 "#;
 
+/// The API keys' part of a round (`EVAL`). `KEYS`: the key hash (id → record line), the set of
+/// revoked ids, the version. `ARGV[1]`: the version the node has read last; `ARGV[2]`: how
+/// many records follow as (id, line) pairs; then the revoked ids. Returns `{version}` when the
+/// node is up to date, else `{version, hash, revoked}`.
+pub const KEYS_SCRIPT: &str = r#"
+local n = tonumber(ARGV[2])
+local a = 3
+local changed = false
+for i = 1, n do
+  if redis.call('SISMEMBER', KEYS[2], ARGV[a]) == 0 then
+    redis.call('HSET', KEYS[1], ARGV[a], ARGV[a + 1])
+    changed = true
+  end
+  a = a + 2
+end
+for i = a, #ARGV do
+  redis.call('SADD', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  changed = true
+end
+if changed then redis.call('INCR', KEYS[3]) end
+local v = redis.call('GET', KEYS[3]) or '0'
+if v == ARGV[1] then return {v} end
+return {v, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
+"#;
+
 /// Most keys in one script call (Redis runs a script without serving others meanwhile: a
 /// batch stays short).
 pub const BATCH: usize = 200;
@@ -103,6 +137,52 @@ impl Names {
 
     pub fn index(&self, month: u32) -> Vec<u8> {
         format!("{}{}:keys:{month}", self.prefix, self.zone).into_bytes()
+    }
+
+    /// The zone's API keys: `PREFIX ZONE ":apikeys"` (a hash of id → record line as in the
+    /// state file), `…":apikeys:revoked"` (a set of ids), `…":apikeys:version"`.
+    fn api_keys(&self, part: &str) -> Vec<u8> {
+        format!("{}{}:apikeys{part}", self.prefix, self.zone).into_bytes()
+    }
+}
+
+/// The API keys' changes a node sends in a round, and the version it read last.
+#[derive(Clone, Default)]
+pub struct KeyChanges {
+    /// Records created here (or missing from Redis), not yet sent.
+    pub created: Vec<Record>,
+    /// Ids revoked here, not yet sent.
+    pub revoked: Vec<[u8; ID_LEN]>,
+    /// The version of the last full read (empty: none yet).
+    pub version: String,
+}
+
+/// The zone's API keys as a round read them (when they changed since the node's version).
+#[derive(Clone, Default)]
+pub struct KeyState {
+    pub version: String,
+    /// Every key on record in Redis.
+    pub records: Vec<Record>,
+    pub revoked: Vec<[u8; ID_LEN]>,
+}
+
+// Records compare (and print) as their state-file lines: `Record` has neither trait.
+impl PartialEq for KeyState {
+    fn eq(&self, o: &KeyState) -> bool {
+        let lines = |k: &KeyState| k.records.iter().map(record_line).collect::<Vec<_>>();
+        self.version == o.version && self.revoked == o.revoked && lines(self) == lines(o)
+    }
+}
+
+impl Eq for KeyState {}
+
+impl core::fmt::Debug for KeyState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KeyState")
+            .field("version", &self.version)
+            .field("records", &self.records.len())
+            .field("revoked", &self.revoked.len())
+            .finish()
     }
 }
 
@@ -141,12 +221,14 @@ pub struct Round {
     auth: bool,
     /// Entries per script call, in order.
     batches: Vec<usize>,
+    /// The API keys' script comes last.
+    keys: bool,
 }
 
 impl Round {
     /// How many replies the answer has.
     pub fn replies(&self) -> usize {
-        usize::from(self.auth) + self.batches.len() + 1
+        usize::from(self.auth) + self.batches.len() + 1 + usize::from(self.keys)
     }
 }
 
@@ -186,7 +268,7 @@ fn command(out: &mut Vec<u8>, args: Vec<OwnedFrame>) {
 
 /// The round for `entries` (the day `day` and month `month` of the node's clock): an `AUTH`
 /// first when a password is given (a user too, for an ACL user), the script once per
-/// [`BATCH`] entries, then the month's index.
+/// [`BATCH`] entries, the month's index, then (for a zone with API keys) the keys' script.
 pub fn round(
     names: &Names,
     auth: Option<(Option<&str>, &[u8])>,
@@ -194,6 +276,7 @@ pub fn round(
     day: u32,
     month: u32,
     life: Lifetimes,
+    keys: Option<&KeyChanges>,
 ) -> Round {
     let mut bytes = Vec::with_capacity(256 + entries.len() * 200);
     if let Some((user, password)) = auth {
@@ -224,7 +307,19 @@ pub fn round(
         batches.push(batch.len());
     }
     command(&mut bytes, vec![bulk("SMEMBERS"), bulk(names.index(month))]);
-    Round { bytes, auth: auth.is_some(), batches }
+    if let Some(k) = keys {
+        let mut args = vec![bulk("EVAL"), bulk(KEYS_SCRIPT), number(3)];
+        args.extend(["", ":revoked", ":version"].map(|p| bulk(names.api_keys(p))));
+        args.push(bulk(if k.version.is_empty() { "-" } else { k.version.as_str() }));
+        args.push(number(k.created.len() as u64));
+        for r in &k.created {
+            args.push(bulk(r.id.to_vec()));
+            args.push(bulk(record_line(&Record { last_used: 0, ..*r })));
+        }
+        args.extend(k.revoked.iter().map(|id| bulk(id.to_vec())));
+        command(&mut bytes, args);
+    }
+    Round { bytes, auth: auth.is_some(), batches, keys: keys.is_some() }
 }
 
 /// Whether `buf` holds the whole answer of `round` (`Some(length)`), not yet (`None`), or
@@ -248,6 +343,9 @@ pub struct Outcome {
     pub totals: Vec<Totals>,
     /// The keys (encoded) charged this month on any node, as the month's index lists them.
     pub known: Vec<Vec<u8>>,
+    /// The API keys, when they changed since the version sent (`None`: unchanged, or a zone
+    /// without keys).
+    pub api_keys: Option<KeyState>,
 }
 
 fn error_text(e: &str) -> String {
@@ -322,7 +420,48 @@ pub fn outcome(round: &Round, buf: &[u8]) -> Result<Outcome, ReplyError> {
         Some(OwnedFrame::Error(e)) => return Err(ReplyError::Server(error_text(&e))),
         _ => return Err(ReplyError::Protocol("the index is not a list")),
     }
+    if round.keys {
+        out.api_keys = key_state(frames.next())?;
+    }
     Ok(out)
+}
+
+fn text(f: &OwnedFrame) -> Option<&[u8]> {
+    match f {
+        OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn an_id(b: &[u8]) -> Option<[u8; ID_LEN]> {
+    b.try_into().ok()
+}
+
+/// The keys' script's answer: `{version}` or `{version, hash, revoked}`.
+fn key_state(f: Option<OwnedFrame>) -> Result<Option<KeyState>, ReplyError> {
+    let items = match f {
+        Some(OwnedFrame::Array(items)) => items,
+        Some(OwnedFrame::Error(e)) => return Err(ReplyError::Server(error_text(&e))),
+        _ => return Err(ReplyError::Protocol("the keys' answer is not a list")),
+    };
+    let version = items.first().and_then(text).and_then(|v| core::str::from_utf8(v).ok());
+    let Some(version) = version.map(str::to_owned) else {
+        return Err(ReplyError::Protocol("the keys' answer has no version"));
+    };
+    match items.as_slice() {
+        [_] => Ok(None),
+        [_, OwnedFrame::Array(hash), OwnedFrame::Array(revoked)] => {
+            // A record that does not parse (written by hand) is left out, as in a state file.
+            let records = hash
+                .chunks(2)
+                .filter_map(|pair| text(pair.get(1)?))
+                .filter_map(|line| parse_record(core::str::from_utf8(line).ok()?))
+                .collect();
+            let revoked = revoked.iter().filter_map(text).filter_map(an_id).collect();
+            Ok(Some(KeyState { version, records, revoked }))
+        }
+        _ => Err(ReplyError::Protocol("the keys' answer is not version, keys, revoked")),
+    }
 }
 
 fn is_auth_error(e: &str) -> bool {
@@ -379,7 +518,7 @@ mod tests {
     fn a_round_is_auth_then_the_script_then_the_index() {
         let life = Lifetimes { day: 100, month: 2000 };
         let e = [entry("alice@example.com", 2, 5), entry("bob@example.com", 0, 0)];
-        let r = round(&names(), Some((None, b"s3cret")), &e, 20_000, 671, life);
+        let r = round(&names(), Some((None, b"s3cret")), &e, 20_000, 671, life, None);
         assert_eq!(r.replies(), 3);
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds.len(), 3);
@@ -409,10 +548,10 @@ mod tests {
     #[test]
     fn an_acl_user_and_no_password() {
         let life = Lifetimes { day: 1, month: 1 };
-        let r = round(&names(), Some((Some("gpt"), b"pw")), &[], 1, 1, life);
+        let r = round(&names(), Some((Some("gpt"), b"pw")), &[], 1, 1, life, None);
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds[0], vec![b"AUTH".to_vec(), b"gpt".to_vec(), b"pw".to_vec()]);
-        let r = round(&names(), None, &[], 1, 1, life);
+        let r = round(&names(), None, &[], 1, 1, life, None);
         assert_eq!(r.replies(), 1);
         assert_eq!(parse_commands(&r.bytes)[0][0], b"SMEMBERS");
     }
@@ -421,7 +560,7 @@ mod tests {
     fn large_rounds_are_batched() {
         let e: Vec<Entry> =
             (0..BATCH * 2 + 1).map(|i| entry(&format!("u{i}@example.com"), 1, 1)).collect();
-        let r = round(&names(), None, &e, 1, 1, Lifetimes { day: 1, month: 1 });
+        let r = round(&names(), None, &e, 1, 1, Lifetimes { day: 1, month: 1 }, None);
         assert_eq!(r.batches, vec![BATCH, BATCH, 1]);
         assert_eq!(r.replies(), 4);
         assert_eq!(parse_commands(&r.bytes).len(), 4);
@@ -431,7 +570,7 @@ mod tests {
     fn groups_and_models_are_named_as_in_the_state_file() {
         let mut e = entry("x@example.com", 1, 1);
         e.key = Key::Group("r&d team".into()).encode();
-        let r = round(&names(), None, &[e.clone()], 3, 4, Lifetimes { day: 1, month: 1 });
+        let r = round(&names(), None, &[e.clone()], 3, 4, Lifetimes { day: 1, month: 1 }, None);
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds[0][4], b"ga:chat:d:3:group:r%26d%20team");
         let known = b"*2\r\n$18\r\ngroup:r%26d%20team\r\n$7\r\nnot-key\r\n";
@@ -452,7 +591,8 @@ mod tests {
     #[test]
     fn answers_are_read_whole_and_in_order() {
         let e = [entry("alice@example.com", 1, 1), entry("bob@example.com", 1, 1)];
-        let r = round(&names(), Some((None, b"pw")), &e, 1, 1, Lifetimes { day: 1, month: 1 });
+        let r =
+            round(&names(), Some((None, b"pw")), &e, 1, 1, Lifetimes { day: 1, month: 1 }, None);
         let totals = ints(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, -1]);
         let index = b"*1\r\n$17\r\nalice@example.com\r\n";
         let answer = [&b"+OK\r\n"[..], &totals, index].concat();
@@ -473,14 +613,14 @@ mod tests {
     fn errors_are_told_apart() {
         let e = [entry("alice@example.com", 1, 1)];
         let life = Lifetimes { day: 1, month: 1 };
-        let with_pw = round(&names(), Some((None, b"pw")), &e, 1, 1, life);
+        let with_pw = round(&names(), Some((None, b"pw")), &e, 1, 1, life, None);
         let index = b"*0\r\n";
         let wrong =
             [&b"-WRONGPASS invalid username-password pair\r\n"[..], &ints(&[0; 8]), index].concat();
         assert!(
             matches!(outcome(&with_pw, &wrong), Err(ReplyError::Auth(m)) if m.starts_with("WRONGPASS"))
         );
-        let bare = round(&names(), None, &e, 1, 1, life);
+        let bare = round(&names(), None, &e, 1, 1, life, None);
         let noauth = [&b"-NOAUTH Authentication required.\r\n"[..], &b"-NOAUTH x\r\n"[..]].concat();
         assert!(matches!(outcome(&bare, &noauth), Err(ReplyError::Auth(_))));
         let oom = [&b"-OOM command not allowed\r\n"[..], index].concat();
@@ -489,6 +629,66 @@ mod tests {
         assert!(matches!(outcome(&bare, &short), Err(ReplyError::Protocol(_))));
         let text = [&b"$2\r\nhi\r\n"[..], index].concat();
         assert!(matches!(outcome(&bare, &text), Err(ReplyError::Protocol(_))));
+    }
+
+    fn record(n: u8, owner: &str) -> Record {
+        let id = crate::api_key::new_id(&[n; 12]);
+        crate::api_key::Record {
+            id,
+            owner: crate::session::Email::new(owner).unwrap(),
+            name: crate::api_key::Name::new("ci bot"),
+            created: 1_700_000_000,
+            last_used: 1_700_000_500,
+        }
+    }
+
+    #[test]
+    fn api_keys_go_last_and_come_back_when_changed() {
+        let (a, b) = (record(1, "alice@example.com"), record(2, "bob@example.com"));
+        let k = KeyChanges { created: vec![a], revoked: vec![b.id], version: String::new() };
+        let life = Lifetimes { day: 1, month: 1 };
+        let r = round(&names(), None, &[], 1, 1, life, Some(&k));
+        assert_eq!(r.replies(), 2);
+        let cmds = parse_commands(&r.bytes);
+        let eval = &cmds[1];
+        assert_eq!(eval[1], KEYS_SCRIPT.as_bytes());
+        assert_eq!(
+            eval[3..6],
+            [
+                b"ga:chat:apikeys".to_vec(),
+                b"ga:chat:apikeys:revoked".to_vec(),
+                b"ga:chat:apikeys:version".to_vec()
+            ]
+        );
+        // No version read yet: "-" (never a version); one record; its line without last use
+        // (which stays with each node); then the revoked id.
+        assert_eq!(eval[6], b"-");
+        assert_eq!(eval[7], b"1");
+        assert_eq!(eval[8], a.id);
+        let line = String::from_utf8(eval[9].clone()).unwrap();
+        assert_eq!(
+            parse_record(&line).map(|r| record_line(&r)),
+            Some(record_line(&Record { last_used: 0, ..a }))
+        );
+        assert_eq!(eval[10], b.id);
+        assert_eq!(eval.len(), 11);
+
+        let unchanged = [&b"*0\r\n"[..], b"*1\r\n$1\r\n7\r\n"].concat();
+        assert_eq!(outcome(&r, &unchanged).unwrap().api_keys, None);
+        let line_a = record_line(&a);
+        let changed = format!(
+            "*0\r\n*3\r\n$1\r\n8\r\n*4\r\n$16\r\n{}\r\n${}\r\n{}\r\n$1\r\nx\r\n$3\r\nbad\r\n\
+             *2\r\n$16\r\n{}\r\n$3\r\nodd\r\n",
+            core::str::from_utf8(&a.id).unwrap(),
+            line_a.len(),
+            line_a,
+            core::str::from_utf8(&b.id).unwrap()
+        );
+        let got = outcome(&r, changed.as_bytes()).unwrap().api_keys.unwrap();
+        // The unparsable record and the id of the wrong length are left out.
+        assert_eq!(got, KeyState { version: "8".into(), records: vec![a], revoked: vec![b.id] });
+        let bad = [&b"*0\r\n"[..], b"*2\r\n$1\r\n7\r\n:1\r\n"].concat();
+        assert!(matches!(outcome(&r, &bad), Err(ReplyError::Protocol(_))));
     }
 
     #[test]
