@@ -180,6 +180,7 @@ ngx_entry! {
 ngx_entry! {
     /// Worker exit: the last save of the quota counters.
     exit_process fn exit_process(cycle) {
+        quota::cluster::at_exit();
         quota::state::save_all(cycle);
     }
 }

@@ -10,13 +10,13 @@
 
 ###############################################################################
 
-# A state file line (version 3) of a user with only requests counted, all of them sent (the
-# zones here have no Redis: each charge is also counted as unsent, so these have the unsent
-# requests too).
+# A state file line (version 3) of a user with only requests counted (the zones here have no
+# Redis: each charge also counts as unsent and as this node's own, so the line has the requests
+# three times).
 sub v3 {
-	my ($email, $day, $dreq, $month, $mreq, $unsent) = @_;
-	my ($du, $mu) = $unsent // 1 ? ($dreq, $mreq) : (0, 0);
-	return "$email $day $month $dreq 0 0 0 $mreq 0 0 0" . (' 0' x 8) . " $du 0 0 0 $mu 0 0 0";
+	my ($email, $day, $dreq, $month, $mreq) = @_;
+	return "$email $day $month $dreq 0 0 0 $mreq 0 0 0" . (' 0' x 8)
+		. " $dreq 0 0 0 $mreq 0 0 0" x 2;
 }
 
 use warnings;

@@ -5,9 +5,9 @@
 # redis-server on a loopback port, with a password): a user's requests on either node count
 # against one day budget; each node's report shows the other's users and the sum; Redis holds
 # the totals under the documented names. Faults: Redis stopped (both nodes go on enforcing with
-# their local counts, one [error] line each), started again empty (one [notice] each, the
-# totals come back from the nodes' views, nothing counted meanwhile is lost), started again
-# from an older snapshot (raised back), a wrong password (an [error] naming the refusal).
+# their local counts, one [error] line each), started again empty (one [notice] each, each
+# node puts its own share of the totals back, nothing counted meanwhile is lost), started again
+# from an older snapshot (put back as well), a wrong password (an [error] naming the refusal).
 # Personal API keys: created on one node, accepted on the other; revoked on one, refused on the
 # other within about a second. And `nginx -t` errors.
 
@@ -24,18 +24,13 @@ BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Test::Nginx;
 use GptAuth;
 use GptAuthQuota;
-use POSIX qw/ WNOHANG /;
+use GptAuthRedis;
 use Time::HiRes qw/ time sleep /;
 
 ###############################################################################
 
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
-
-my $redis_bin = '/usr/bin/redis-server';
-my $cli = '/usr/bin/redis-cli';
-die "redis-server not installed (tools/install-deps.sh test installs it)\n"
-	unless -x $redis_bin && -x $cli;
 
 my $ta = Test::Nginx->new()->has(qw/http proxy/);
 my $tb = Test::Nginx->new()->has(qw/http proxy/);
@@ -60,7 +55,8 @@ http {
 
     gpt_auth_quota_zone zone=chat:1m;
     gpt_auth_quota_redis zone=chat server=127.0.0.1:%%PORT_8090%%
-                         password_file=%%PWFILE%% prefix=t: interval=200ms timeout=500ms;
+                         node=%%NODE%% password_file=%%PWFILE%% prefix=t:
+                         interval=200ms timeout=500ms;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -112,6 +108,7 @@ my sub node_conf {
 	my ($t, $port, $backend, %a) = @_;
 	my $c = $conf;
 	$c =~ s/%%PORT%%/$port/g;
+	$c =~ s/%%NODE%%/$port == 8081 ? 'a' : 'b'/ge;
 	$c =~ s/%%BACKEND%%/$backend/g;
 	$c =~ s/%%KEYS%%/$dir\/keys/g;
 	$c =~ s/%%PWFILE%%/$a{pwfile} \/\/ "$dir\/redis.pw"/ge;
@@ -125,44 +122,8 @@ chmod 0600, "$dir/keys";
 $ta->write_file('redis.pw', "$password\n");
 $ta->write_file('wrong.pw', "not-the-password\n");
 
-# Redis: a child process on a loopback port, its files in the test directory.
-my $redis_pid;
-
-my sub redis_start {
-	my (%a) = @_;
-	my $rport = $a{port} // $rport;
-	my @args = ('--port', $rport, '--bind', '127.0.0.1', '--dir', $dir,
-		'--dbfilename', 'dump.rdb', '--save', '', '--appendonly', 'no',
-		'--requirepass', $password, '--logfile', "$dir/redis.log");
-	unlink "$dir/dump.rdb" unless $a{keep};
-	$redis_pid = fork() // die "fork: $!";
-	if ($redis_pid == 0) {
-		open STDOUT, '>', '/dev/null';
-		exec $redis_bin, @args or POSIX::_exit(1);
-	}
-	for (1 .. 100) {
-		return 1 if `$cli -p $rport -a $password --no-auth-warning PING 2>/dev/null` =~ /PONG/;
-		sleep 0.05;
-	}
-	die "redis-server did not start\n";
-}
-
-my sub redis_stop {
-	return unless $redis_pid;
-	kill 'KILL', $redis_pid;
-	waitpid($redis_pid, 0);
-	undef $redis_pid;
-}
-
-END { local $?; redis_stop() }
-
-my sub redis {
-	my $rport = $_[0] =~ /^\d+$/ ? shift : $rport;
-	my @cmd = map { "'$_'" } @_;
-	my $out = `$cli -p $rport -a $password --no-auth-warning @cmd 2>&1`;
-	chomp $out;
-	return $out;
-}
+my $redis = redis_new(dir => $dir, port => $rport, password => $password);
+my sub redis { $redis->cmd(@_) }
 
 # nginx -t: what the directive refuses
 
@@ -180,7 +141,7 @@ my @bad = (
 	[ 'gpt_auth_quota_redis zone=chat server=127.0.0.1:1 colour=red;', qr/invalid parameter "colour=red"/, 'unknown parameter' ],
 );
 
-my $plan = 42 + @bad;
+my $plan = 43 + @bad;
 $ta->plan($plan);
 
 for my $b (@bad) {
@@ -201,7 +162,7 @@ EOF
 
 ###############################################################################
 
-redis_start();
+$redis->start();
 node_conf($ta, 8081, 8083);
 node_conf($tb, 8082, 8084);
 $ta->run();
@@ -237,9 +198,12 @@ is(used('B', $alice), '200 3', 'node B knows what alice used on A: 3');
 rounds();
 is(used('A', $alice), '200 4', 'and node A what she used on B: 4');
 rounds();
-is(redis('HGET', "t:chat:d:$p->{day}:$alice", 'requests'), 4,
+is($redis->total("t:chat:d:$p->{day}:$alice", 'requests'), 4,
 	'Redis holds the day total under PREFIX ZONE:d:DAY:KEY');
-is(redis('HGET', "t:chat:m:$p->{month}:$alice", 'requests'), 4, 'and the month total');
+is($redis->total("t:chat:m:$p->{month}:$alice", 'requests'), 4, 'and the month total');
+my %f = split /\n/, redis('HGETALL', "t:chat:d:$p->{day}:$alice");
+is(join(' ', map { "$_=$f{$_}" } sort grep { /^requests:/ } keys %f), 'requests:a=3 requests:b=1',
+	'one field per node (node=a, node=b): each node\'s share');
 is(join(' ', sort split /\n/, redis('SMEMBERS', "t:chat:keys:$p->{month}")), "$alice $bob",
 	'the month index lists the keys charged');
 my $ttl = redis('TTL', "t:chat:d:$p->{day}:$alice");
@@ -259,7 +223,7 @@ for my $i (1 .. 30) {
 	sleep 0.05;
 }
 rounds();
-my $total = redis('HGET', "t:chat:d:$p->{day}:$alice", 'requests');
+my $total = $redis->total("t:chat:d:$p->{day}:$alice", 'requests');
 # one request every 50 ms, a round every 200 ms: each node can admit the requests of at most
 # one round it has not heard of yet, 2 nodes x 2 requests (the documented bound)
 ok($ok >= 16 && $ok <= 16 + 4, "alternating: $ok more admitted on both nodes together (16 left of 20, bound +4)");
@@ -270,7 +234,7 @@ is(used('B', $alice), "429 $total", 'refused on B with the cluster total');
 # Redis stopped: both nodes go on, with their local counts
 
 my ($ma, $mb) = (log_offset($ta), log_offset($tb));
-redis_stop();
+$redis->stop();
 is(used('A', $bob), '200 2', 'Redis down: node A still admits bob (2)');
 is(used('B', $bob), '200 2', 'node B too, with what it knew (2: its own)');
 is(used('B', $alice), "429 $total", 'and still refuses alice');
@@ -280,36 +244,36 @@ like(log_since($ta, $ma), qr/\[error\] .*gpt_auth_quota_redis "chat": cannot syn
 my @errors = log_since($tb, $mb) =~ /(cannot synchronise)/g;
 is(scalar @errors, 1, 'node B: one error line however many rounds failed');
 
-# Redis back, empty: the totals come back from the nodes' views, nothing counted meanwhile lost
+# Redis back, empty: each node puts its own share back, nothing counted meanwhile is lost
 
-redis_start();
+$redis->start();
 ($ma, $mb) = (log_offset($ta), log_offset($tb));
 sleep 3;	# the back-off after a few failed rounds is at most 1.6 s here
 like(log_since($ta, $ma), qr/\[notice\] .*gpt_auth_quota_redis "chat": synchronised with 127\.0\.0\.1:\d+ again/,
 	'node A: recovery notice');
 like(log_since($tb, $mb), qr/\[notice\] .*synchronised with .* again/, 'node B: recovery notice');
-is(redis('HGET', "t:chat:d:$p->{day}:$bob", 'requests'), 3,
+is($redis->total("t:chat:d:$p->{day}:$bob", 'requests'), 3,
 	'bob\'s total in the emptied Redis: 1 before + 1 on each node meanwhile');
-is(redis('HGET', "t:chat:d:$p->{day}:$alice", 'requests'), $total,
-	'alice\'s total raised back from the nodes\' views');
+is($redis->total("t:chat:d:$p->{day}:$alice", 'requests'), $total,
+	'alice\'s total put back by the nodes (each its own share)');
 is(used('A', $bob), '200 4', 'node A goes on from the cluster total');
 is(used('B', $alice), "429 $total", 'alice is still refused');
 
-# Redis restarted from an older snapshot: raised back as well
+# Redis restarted from an older snapshot: put back as well
 
 rounds();
 redis('SAVE');
 get('A', $bob) for 1 .. 3;	# 7, after the snapshot
 rounds();
-is(redis('HGET', "t:chat:d:$p->{day}:$bob", 'requests'), 7, 'bob: 7 in Redis');
-redis_stop();
+is($redis->total("t:chat:d:$p->{day}:$bob", 'requests'), 7, 'bob: 7 in Redis');
+$redis->stop();
 # what the snapshot holds, seen on a Redis of its own (the nodes do not know its port)
-redis_start(keep => 1, port => port(8091));
-is(redis(port(8091), 'HGET', "t:chat:d:$p->{day}:$bob", 'requests'), 4, 'the snapshot has 4');
-redis_stop();
-redis_start(keep => 1);
+my $copy = redis_new(dir => $dir, port => port(8091), password => $password)->start(keep => 1);
+is($copy->total("t:chat:d:$p->{day}:$bob", 'requests'), 4, 'the snapshot has 4');
+$copy->stop();
+$redis->start(keep => 1);
 sleep 3;
-is(redis('HGET', "t:chat:d:$p->{day}:$bob", 'requests'), 7, 'raised back to 7 by the nodes');
+is($redis->total("t:chat:d:$p->{day}:$bob", 'requests'), 7, 'put back to 7 by the nodes');
 is(used('B', $bob), '200 8', 'node B: bob goes on from 7');
 
 # personal API keys: created on A, accepted on B; revoked on B, refused on A

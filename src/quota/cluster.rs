@@ -7,7 +7,7 @@
 
 use std::rc::Rc;
 
-use gpt_auth_core::quota::cluster::{self, Entry, Lifetimes, Names};
+use gpt_auth_core::quota::cluster::{self, Entry, Lifetimes, Names, RoundId};
 use gpt_auth_core::quota::{Amounts, Periods};
 use nginx_sys::{ngx_cycle_t, ngx_log_t};
 use ngx::http::HttpModuleMainConf;
@@ -23,10 +23,12 @@ pub const DEFAULT_PORT: u16 = 6379;
 pub const DEFAULT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 
-/// `gpt_auth_quota_redis zone=NAME server=ADDRESS [password_file=FILE] [user=NAME]
-/// [prefix=STRING] [interval=TIME] [timeout=TIME]`.
+/// `gpt_auth_quota_redis zone=NAME server=ADDRESS [node=NAME] [password_file=FILE]
+/// [user=NAME] [prefix=STRING] [interval=TIME] [timeout=TIME]`.
 pub struct RedisConf {
     pub address: Address,
+    /// This machine's name among the nodes (default: the host name): the fields of its share.
+    pub node: String,
     /// Read from `password_file` when the configuration is read (never logged).
     pub password: Option<Vec<u8>>,
     pub user: Option<String>,
@@ -39,6 +41,7 @@ impl core::fmt::Debug for RedisConf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RedisConf")
             .field("address", &self.address.as_str())
+            .field("node", &self.node)
             .field("names", &self.names)
             .field("interval_ms", &self.interval_ms)
             .finish_non_exhaustive()
@@ -49,12 +52,23 @@ impl core::fmt::Debug for RedisConf {
 struct Sync {
     zone: Rc<Zone>,
     timer: Option<Timer>,
+    /// This worker's id in round ids (random), and the rounds it has run.
+    worker: String,
+    rounds: u64,
+    /// A round whose answer did not come: sent again as it was (its id keeps Redis from
+    /// counting it twice) before anything new.
+    pending: Option<(RoundId, Vec<Entry>)>,
     /// Rounds failed in a row.
     failures: u32,
     /// The failure was logged (at `error`); the recovery is then logged at `notice`.
     broken: bool,
     /// The version of the zone's API keys last read (empty: not yet).
     keys_version: String,
+}
+
+thread_local! {
+    /// This worker's synchronisations (for the last word at exit).
+    static SYNCS: core::cell::RefCell<Vec<*mut Sync>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
 /// In worker 0: starts the rounds of every zone that names a Redis server, the first one at
@@ -64,11 +78,21 @@ pub fn start(cycle: &ngx_cycle_t) {
         return;
     }
     let Some(mcf) = GptAuthModule::main_conf(cycle) else { return };
+    let mut random = [0u8; 6];
+    if getrandom::fill(&mut random).is_err() {
+        // Round ids must differ between nodes and restarts: the time and pid stand in.
+        random[..4].copy_from_slice(&(now() as u32).to_le_bytes());
+        random[4..].copy_from_slice(&(std::process::id() as u16).to_le_bytes());
+    }
+    let worker: String = random.iter().map(|b| format!("{b:02x}")).collect();
     for zone in mcf.quota_zones.iter().filter(|z| z.redis.get().is_some()) {
         // One per zone for the worker's life: the timer's data (freed with the process).
         let sync = Box::leak(Box::new(Sync {
             zone: zone.clone(),
             timer: None,
+            worker: worker.clone(),
+            rounds: 0,
+            pending: None,
             failures: 0,
             broken: false,
             keys_version: String::new(),
@@ -78,7 +102,23 @@ pub fn start(cycle: &ngx_cycle_t) {
         if let Some(t) = &mut sync.timer {
             t.arm_ms(1);
         }
+        SYNCS.with(|v| v.borrow_mut().push(sync));
     }
+}
+
+/// At worker exit: what a round still waits to send is unsent again in the zone, so that the
+/// state file keeps it and the next worker 0 sends it (should Redis have applied that round
+/// after all, it counts twice: the one case of double counting).
+pub fn at_exit() {
+    SYNCS.with(|v| {
+        for &sync in v.borrow().iter() {
+            // SAFETY: leaked in `start`, never freed; this worker's event loop has ended.
+            let Some(sync) = (unsafe { sync.as_mut() }) else { continue };
+            if let Some((at, entries)) = sync.pending.take() {
+                restore(&sync.zone, &at, &entries);
+            }
+        }
+    });
 }
 
 ngx_entry! {
@@ -98,7 +138,20 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
     let Some(redis) = zone.redis.get() else { return };
     let t = now();
     let p = zone.periods(t);
-    let entries = snapshot(&zone, &p);
+    let resent = sync.pending.is_some();
+    let (at, entries) = match sync.pending.take() {
+        Some(pending) => pending,
+        None => {
+            sync.rounds += 1;
+            let at = RoundId {
+                node: redis.node.clone(),
+                id: format!("{}-{}", sync.worker, sync.rounds),
+                day: p.day,
+                month: p.month,
+            };
+            (at, snapshot(&zone, &p))
+        }
+    };
     let day_length = zone.clock.day_length;
     let life = Lifetimes {
         day: p.day_ends.saturating_sub(t) + day_length,
@@ -107,8 +160,7 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
     let auth = redis.password.as_deref().map(|pw| (redis.user.as_deref(), pw));
     let keys = zone.api_keys.get().then(|| super::keys::changes(&zone, &sync.keys_version));
     let keys = keys.flatten();
-    let round =
-        Rc::new(cluster::round(&redis.names, auth, &entries, p.day, p.month, life, keys.as_ref()));
+    let round = Rc::new(cluster::round(&redis.names, auth, &entries, &at, life, keys.as_ref()));
     let bytes = round.bytes.clone();
     let r = round.clone();
     let complete = Box::new(move |buf: &[u8]| match cluster::complete(&r, buf) {
@@ -125,7 +177,7 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
             .and_then(|b| cluster::outcome(&round, &b).map_err(|e| e.to_string()));
         let wait = match outcome {
             Ok(o) => {
-                apply(&sync.zone, &p, &entries, &o, log);
+                apply(&sync.zone, &at, &entries, &o, log);
                 if let Some(k) = &keys {
                     super::keys::applied(&sync.zone, k, o.api_keys.as_ref());
                 }
@@ -142,10 +194,15 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
                 }
                 sync.broken = false;
                 sync.failures = 0;
-                interval(&sync.zone)
+                // After a round sent again, the counts of the meantime follow at once.
+                if resent {
+                    1
+                } else {
+                    interval(&sync.zone)
+                }
             }
             Err(why) => {
-                restore(&sync.zone, &p, &entries);
+                sync.pending = Some((at, entries));
                 sync.failures = sync.failures.saturating_add(1);
                 if !sync.broken {
                     error!(
@@ -178,7 +235,7 @@ fn address(zone: &Zone) -> &str {
     zone.redis.get().map_or("?", |r| r.address.as_str())
 }
 
-/// Every key of the current month: what it has not sent (taken), and the node's view.
+/// Every key of the current month: what it has not sent (taken), and all this node counted.
 fn snapshot(zone: &Zone, p: &Periods) -> Vec<Entry> {
     let Some(shared) = zone::shared(zone) else { return Vec::new() };
     let mut table = shared.table.write();
@@ -192,16 +249,16 @@ fn snapshot(zone: &Zone, p: &Periods) -> Vec<Entry> {
             key: k.as_bytes().to_vec(),
             day_sent: if today { core::mem::take(&mut c.day_unsent) } else { Amounts::default() },
             month_sent: core::mem::take(&mut c.month_unsent),
-            day_view: if today { c.day_used } else { Amounts::default() },
-            month_view: c.month_used,
+            day_own: if today { c.day_own } else { Amounts::default() },
+            month_own: c.month_own,
         };
         out.push(e);
     }
     out
 }
 
-/// A round failed: what it took to send is unsent again (in the periods it was counted in).
-fn restore(zone: &Zone, p: &Periods, entries: &[Entry]) {
+/// What a round took to send is unsent again (in the periods it was counted in).
+fn restore(zone: &Zone, p: &RoundId, entries: &[Entry]) {
     let Some(shared) = zone::shared(zone) else { return };
     let mut table = shared.table.write();
     for e in entries {
@@ -218,10 +275,12 @@ fn restore(zone: &Zone, p: &Periods, entries: &[Entry]) {
 /// A round succeeded: each view becomes the cluster's total plus what was charged here while
 /// the round was under way; keys charged on other nodes only are added (for the report, and
 /// so that their totals are read from the next round on).
-fn apply(zone: &Zone, p: &Periods, entries: &[Entry], o: &cluster::Outcome, log: *mut ngx_log_t) {
-    if zone.periods(now()) != *p {
-        return; // a period ended meanwhile: the next round reads the new one
+fn apply(zone: &Zone, at: &RoundId, entries: &[Entry], o: &cluster::Outcome, log: *mut ngx_log_t) {
+    let p = zone.periods(now());
+    if (p.day, p.month) != (at.day, at.month) {
+        return; // a period ended since: the next round reads the new one
     }
+    let p = &p;
     let Some(shared) = zone::shared(zone) else { return };
     let mut table = shared.table.write();
     for (e, totals) in entries.iter().zip(&o.totals) {

@@ -94,6 +94,13 @@ ngx_entry! {
     }
 }
 
+/// This machine's host name (the default node name), if it is printable.
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic())).then(|| name.to_owned())
+}
+
 /// A time in milliseconds: `500ms`, or an nginx time value in seconds (`1s`, `2`).
 fn milliseconds(k: &str, v: &str) -> Result<u64, ConfError> {
     let ms = match v.strip_suffix("ms") {
@@ -108,11 +115,13 @@ fn milliseconds(k: &str, v: &str) -> Result<u64, ConfError> {
 }
 
 ngx_entry! {
-    /// `gpt_auth_quota_redis zone=NAME server=ADDRESS [password_file=FILE] [user=NAME]
-    /// [prefix=STRING] [interval=TIME] [timeout=TIME]` (http level, after the zone): the zone's
-    /// counters are shared with every nginx that names the same Redis server and prefix.
+    /// `gpt_auth_quota_redis zone=NAME server=ADDRESS [node=NAME] [password_file=FILE]
+    /// [user=NAME] [prefix=STRING] [interval=TIME] [timeout=TIME]` (http level, after the
+    /// zone): the zone's counters are shared with every nginx that names the same Redis server
+    /// and prefix.
     pub directive fn quota_redis(cf, mcf: MainConf) {
         let (mut zone, mut server, mut password_file, mut user) = (None, None, None, None);
+        let mut node = None;
         let mut prefix = "gpt_auth:".to_owned();
         let (mut interval, mut timeout) = (cluster::DEFAULT_INTERVAL_MS, cluster::DEFAULT_TIMEOUT_MS);
         for a in cf.arg_strings() {
@@ -120,6 +129,9 @@ ngx_entry! {
             match k {
                 "zone" => zone = Some(v.to_owned()),
                 "server" if !v.is_empty() => server = Some(v.to_owned()),
+                "node" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()) => {
+                    node = Some(v.to_owned())
+                }
                 "password_file" => password_file = Some(v.to_owned()),
                 "user" if !v.is_empty() => user = Some(v.to_owned()),
                 "prefix" if v.bytes().all(|b| b.is_ascii_graphic()) => prefix = v.to_owned(),
@@ -159,9 +171,14 @@ ngx_entry! {
             }
             None => None,
         };
+        let node = match node.or_else(host_name) {
+            Some(n) => n,
+            None => return Err(ConfError::invalid("needs node=NAME (the host name is not known)")),
+        };
         let names = Names { prefix, zone: zone.clone() };
         let conf = cluster::RedisConf {
             address,
+            node,
             password,
             user,
             names,

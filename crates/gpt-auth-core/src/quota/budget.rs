@@ -171,6 +171,10 @@ pub struct Counters {
     /// starts synchronising sends what it counted before.
     pub day_unsent: Amounts,
     pub month_unsent: Amounts,
+    /// Everything this node charged in the current day and month (sent or not): its own
+    /// share of the cluster's totals, which a Redis that lost its data gets back from it.
+    pub day_own: Amounts,
+    pub month_own: Amounts,
 }
 
 /// A refusal: which budget is used up, and until when.
@@ -197,12 +201,14 @@ impl Counters {
             self.day_bonus = Amounts::default();
             // A day that ended: its budget no longer decides anything (see `cluster`).
             self.day_unsent = Amounts::default();
+            self.day_own = Amounts::default();
         }
         if self.month != p.month {
             self.month = p.month;
             self.month_used = Amounts::default();
             self.month_bonus = Amounts::default();
             self.month_unsent = Amounts::default();
+            self.month_own = Amounts::default();
         }
     }
 
@@ -264,6 +270,8 @@ impl Counters {
         self.month_used.add(actual);
         self.day_unsent.add(actual);
         self.month_unsent.add(actual);
+        self.day_own.add(actual);
+        self.month_own.add(actual);
     }
 
     /// Charges without a reservation (amounts learnt afterwards, or synchronised).

@@ -9,11 +9,11 @@
 //! only, so the request path never waits for Redis.
 //!
 //! **A round** (one [`SCRIPT`] call per batch of keys, atomic in Redis) adds each key's unsent
-//! amounts to its day and month hashes (`HINCRBY`), so the counts of all nodes add up, and
-//! returns the totals; a key with nothing to send is only read. Hashes expire a day after their
-//! period ends; each month has an index of the keys charged in it (read by every node, so that
-//! its report and its views cover keys only other nodes have seen). The node then sets its
-//! view to the totals plus what it charged while the round was under way.
+//! amounts to the node's own fields of the key's day and month hashes (`HINCRBY` on
+//! `requests:NODE`, `input:NODE`, …), so the counts of all nodes add up, and returns the
+//! totals (the sums over the nodes' fields). Each batch has an id, marked in Redis when it is
+//! applied: a round whose answer was lost (a timeout, a connection cut after Redis ran it) is
+//! sent again as it was, and counts once.
 //!
 //! **Personal API keys** of the zone are shared too ([`KEYS_SCRIPT`], in the same round): a key
 //! created on one node is written to the zone's key hash, a revoked one is deleted from it and
@@ -22,12 +22,14 @@
 //! when nothing changed. A key is never deleted for being absent from Redis (Redis may have
 //! lost it): the node sends it again.
 //!
-//! **Redis losing its data** (restarted empty, or from an older snapshot): a total below the
-//! node's view is raised to the view (`HSET`), so the cluster's totals come back from the
-//! nodes' views at their next rounds instead of starting from zero. Views never exceed the true
-//! totals (a view is the last total plus the node's own charges), so raising a total to a view
-//! cannot count anything twice. Amounts are exact below 2⁵³ (Lua numbers): 9 million dollars in
-//! nano-dollars, 9·10¹⁵ tokens.
+//! **Redis losing its data** (restarted empty, or from an older snapshot): each node also
+//! sends what it has counted in all in the period (`day_own`, `month_own`), and a field below
+//! that is raised to it. So every node puts its own share back, exactly, at its next round, and
+//! the totals are whole again once every node that counted has run one: nothing is lost and
+//! nothing counted twice (each node writes only its own fields). Nodes therefore need names of
+//! their own (`node=`); two with one name share fields (their counts still add up, but a lost
+//! share is refilled only to the larger of theirs). Amounts are exact below 2⁵³ (Lua numbers):
+//! 9 million dollars in nano-dollars, 9·10¹⁵ tokens.
 
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::encode::encode;
@@ -38,41 +40,55 @@ use super::key::Key;
 use super::state_file::{key_text, parse_key};
 use crate::api_key::{parse_record, record_line, Record, ID_LEN};
 
-/// The round's script (`EVAL`). `KEYS[1]`: the month's index of keys; then per entry its day
-/// hash and its month hash. `ARGV[1]`, `ARGV[2]`: how long (seconds) day and month hashes
-/// live; then per entry its name in the index and, per hash, the four amounts sent (requests,
-/// input, output, cost) and the four of the node's view. Returns the totals, eight per entry.
+/// The round's script (`EVAL`). `KEYS[1]`: the month's index of keys; `KEYS[2]`: the batch's
+/// mark (set once: a batch sent again, after its answer was lost, adds nothing twice); then per
+/// entry its day hash and its month hash. `ARGV[1]`, `ARGV[2]`: how long (seconds) day and
+/// month hashes live; `ARGV[3]`: the node's name; then per entry its name in the index and, per
+/// hash, the four amounts sent (requests, input, output, cost) and the four the node counted in
+/// all. Returns the totals, eight per entry.
 pub const SCRIPT: &str = r#"
-local names = {'requests', 'input', 'output', 'cost'}
+local units = {'requests', 'input', 'output', 'cost'}
+local fresh = redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400)
+local node = ARGV[3]
 local out = {}
-local a = 3
-for i = 2, #KEYS, 2 do
+local a = 4
+for i = 3, #KEYS, 2 do
   local member = ARGV[a]
   a = a + 1
   local indexed = false
   for j = 0, 1 do
     local key = KEYS[i + j]
-    local sent = false
-    for n = 0, 3 do
-      if ARGV[a + n] ~= '0' then sent = true end
+    local total, mine = {0, 0, 0, 0}, {0, 0, 0, 0}
+    local all = redis.call('HGETALL', key)
+    for k = 1, #all, 2 do
+      local colon = string.find(all[k], ':', 1, true)
+      if colon then
+        local unit, who = string.sub(all[k], 1, colon - 1), string.sub(all[k], colon + 1)
+        for n = 1, 4 do
+          if unit == units[n] then
+            local v = tonumber(all[k + 1]) or 0
+            total[n] = total[n] + v
+            if who == node then mine[n] = v end
+          end
+        end
+      end
     end
-    local v
-    if sent then
-      v = {}
-      for n = 1, 4 do v[n] = redis.call('HINCRBY', key, names[n], ARGV[a + n - 1]) end
-    else
-      v = redis.call('HMGET', key, unpack(names))
-    end
-    local touched = sent
+    local touched = false
     for n = 1, 4 do
-      local have = tonumber(v[n]) or 0
-      local view = tonumber(ARGV[a + 3 + n])
-      if have < view then
-        redis.call('HSET', key, names[n], ARGV[a + 3 + n])
-        have = view
+      local field = units[n] .. ':' .. node
+      if fresh and ARGV[a + n - 1] ~= '0' then
+        local v = redis.call('HINCRBY', key, field, ARGV[a + n - 1])
+        total[n] = total[n] + v - mine[n]
+        mine[n] = v
         touched = true
       end
-      out[#out + 1] = have
+      local own = tonumber(ARGV[a + 3 + n])
+      if mine[n] < own then
+        redis.call('HSET', key, field, ARGV[a + 3 + n])
+        total[n] = total[n] + own - mine[n]
+        touched = true
+      end
+      out[#out + 1] = total[n]
     end
     if touched then
       redis.call('EXPIRE', key, ARGV[1 + j])
@@ -117,7 +133,8 @@ return {v, redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
 pub const BATCH: usize = 200;
 
 /// Where a zone's counters are in Redis: `PREFIX ZONE ":d:" DAY ":" KEY` and
-/// `PREFIX ZONE ":m:" MONTH ":" KEY` (hashes of `requests`, `input`, `output`, `cost`), and the
+/// `PREFIX ZONE ":m:" MONTH ":" KEY` (hashes of `requests:NODE`, `input:NODE`, `output:NODE`,
+/// `cost:NODE`: each node's share), and the
 /// month's index `PREFIX ZONE ":keys:" MONTH` (a set of keys). A key is written as in the state
 /// file: an address, `group:NAME` or `model:ADDRESS/MODEL`, names percent-encoded.
 #[derive(Debug, Clone)]
@@ -137,6 +154,12 @@ impl Names {
 
     pub fn index(&self, month: u32) -> Vec<u8> {
         format!("{}{}:keys:{month}", self.prefix, self.zone).into_bytes()
+    }
+
+    /// The mark of a round's batch: `PREFIX ZONE ":round:" NODE ":" ID ":" BATCH` (kept a
+    /// day).
+    fn mark(&self, node: &str, round: &str, batch: usize) -> Vec<u8> {
+        format!("{}{}:round:{node}:{round}:{batch}", self.prefix, self.zone).into_bytes()
     }
 
     /// The zone's API keys: `PREFIX ZONE ":apikeys"` (a hash of id → record line as in the
@@ -186,16 +209,16 @@ impl core::fmt::Debug for KeyState {
     }
 }
 
-/// One key's part in a round: what the node sends and its view (for the day and the month of
-/// the round).
+/// One key's part in a round: what the node sends, and all it counted (for the day and the
+/// month of the round).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     /// The encoded key ([`Key::encode`]).
     pub key: Vec<u8>,
     pub day_sent: Amounts,
     pub month_sent: Amounts,
-    pub day_view: Amounts,
-    pub month_view: Amounts,
+    pub day_own: Amounts,
+    pub month_own: Amounts,
 }
 
 /// The cluster's totals of one key, as a round returned them.
@@ -266,18 +289,28 @@ fn command(out: &mut Vec<u8>, args: Vec<OwnedFrame>) {
     }
 }
 
-/// The round for `entries` (the day `day` and month `month` of the node's clock): an `AUTH`
-/// first when a password is given (a user too, for an ACL user), the script once per
-/// [`BATCH`] entries, the month's index, then (for a zone with API keys) the keys' script.
+/// Who runs a round, its id (unique per node and round: a worker's random id and a sequence
+/// number) and its periods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundId {
+    pub node: String,
+    pub id: String,
+    pub day: u32,
+    pub month: u32,
+}
+
+/// The round `at` for `entries` (in the day and month of the node's clock): an `AUTH` first
+/// when a password is given (a user too, for an ACL user), the script once per [`BATCH`]
+/// entries, the month's index, then (for a zone with API keys) the keys' script.
 pub fn round(
     names: &Names,
     auth: Option<(Option<&str>, &[u8])>,
     entries: &[Entry],
-    day: u32,
-    month: u32,
+    at: &RoundId,
     life: Lifetimes,
     keys: Option<&KeyChanges>,
 ) -> Round {
+    let (day, month) = (at.day, at.month);
     let mut bytes = Vec::with_capacity(256 + entries.len() * 200);
     if let Some((user, password)) = auth {
         let mut args = vec![bulk("AUTH")];
@@ -286,16 +319,16 @@ pub fn round(
         command(&mut bytes, args);
     }
     let mut batches = Vec::new();
-    for batch in entries.chunks(BATCH) {
-        let mut keys = vec![names.index(month)];
-        let mut argv = vec![number(life.day), number(life.month)];
+    for (i, batch) in entries.chunks(BATCH).enumerate() {
+        let mut keys = vec![names.index(month), names.mark(&at.node, &at.id, i)];
+        let mut argv = vec![number(life.day), number(life.month), bulk(at.node.as_str())];
         for e in batch {
             let member = Key::decode(&e.key).map(|k| key_text(&k)).unwrap_or_default();
             keys.push(names.day_key(day, &member));
             keys.push(names.month_key(month, &member));
             argv.push(bulk(member));
-            for (sent, view) in [(&e.day_sent, &e.day_view), (&e.month_sent, &e.month_view)] {
-                for a in [sent, view] {
+            for (sent, own) in [(&e.day_sent, &e.day_own), (&e.month_sent, &e.month_own)] {
+                for a in [sent, own] {
                     argv.extend([a.requests, a.input, a.output, a.cost].map(number));
                 }
             }
@@ -484,14 +517,18 @@ mod tests {
         Names { prefix: "ga:".into(), zone: "chat".into() }
     }
 
+    fn at(day: u32, month: u32) -> RoundId {
+        RoundId { node: "web1".into(), id: "ab-7".into(), day, month }
+    }
+
     fn entry(user: &str, sent: u64, view: u64) -> Entry {
         let a = |n: u64| Amounts { requests: n, input: n * 10, output: n * 2, cost: n * 100 };
         Entry {
             key: Key::User(user.into()).encode(),
             day_sent: a(sent),
             month_sent: a(sent),
-            day_view: a(view),
-            month_view: a(view + 1),
+            day_own: a(view),
+            month_own: a(view + 1),
         }
     }
 
@@ -518,7 +555,7 @@ mod tests {
     fn a_round_is_auth_then_the_script_then_the_index() {
         let life = Lifetimes { day: 100, month: 2000 };
         let e = [entry("alice@example.com", 2, 5), entry("bob@example.com", 0, 0)];
-        let r = round(&names(), Some((None, b"s3cret")), &e, 20_000, 671, life, None);
+        let r = round(&names(), Some((None, b"s3cret")), &e, &at(20_000, 671), life, None);
         assert_eq!(r.replies(), 3);
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds.len(), 3);
@@ -526,17 +563,19 @@ mod tests {
         let eval = &cmds[1];
         assert_eq!(eval[0], b"EVAL");
         assert_eq!(eval[1], SCRIPT.as_bytes());
-        assert_eq!(eval[2], b"5");
+        assert_eq!(eval[2], b"6");
         assert_eq!(eval[3], b"ga:chat:keys:671");
-        assert_eq!(eval[4], b"ga:chat:d:20000:alice@example.com");
-        assert_eq!(eval[5], b"ga:chat:m:671:alice@example.com");
-        assert_eq!(eval[7], b"ga:chat:m:671:bob@example.com");
-        // ARGV: lifetimes, then per entry the name and 16 numbers.
-        let argv = &eval[8..];
-        assert_eq!(argv.len(), 2 + 2 * 17);
+        assert_eq!(eval[4], b"ga:chat:round:web1:ab-7:0");
+        assert_eq!(eval[5], b"ga:chat:d:20000:alice@example.com");
+        assert_eq!(eval[6], b"ga:chat:m:671:alice@example.com");
+        assert_eq!(eval[8], b"ga:chat:m:671:bob@example.com");
+        // ARGV: lifetimes, the node, then per entry the name and 16 numbers.
+        let argv = &eval[9..];
+        assert_eq!(argv.len(), 3 + 2 * 17);
         assert_eq!((argv[0].as_slice(), argv[1].as_slice()), (&b"100"[..], &b"2000"[..]));
-        assert_eq!(argv[2], b"alice@example.com");
-        let nums: Vec<&[u8]> = argv[3..19].iter().map(Vec::as_slice).collect();
+        assert_eq!(argv[2], b"web1");
+        assert_eq!(argv[3], b"alice@example.com");
+        let nums: Vec<&[u8]> = argv[4..20].iter().map(Vec::as_slice).collect();
         let want: [&[u8]; 16] = [
             b"2", b"20", b"4", b"200", b"5", b"50", b"10", b"500", b"2", b"20", b"4", b"200", b"6",
             b"60", b"12", b"600",
@@ -548,10 +587,10 @@ mod tests {
     #[test]
     fn an_acl_user_and_no_password() {
         let life = Lifetimes { day: 1, month: 1 };
-        let r = round(&names(), Some((Some("gpt"), b"pw")), &[], 1, 1, life, None);
+        let r = round(&names(), Some((Some("gpt"), b"pw")), &[], &at(1, 1), life, None);
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds[0], vec![b"AUTH".to_vec(), b"gpt".to_vec(), b"pw".to_vec()]);
-        let r = round(&names(), None, &[], 1, 1, life, None);
+        let r = round(&names(), None, &[], &at(1, 1), life, None);
         assert_eq!(r.replies(), 1);
         assert_eq!(parse_commands(&r.bytes)[0][0], b"SMEMBERS");
     }
@@ -560,19 +599,31 @@ mod tests {
     fn large_rounds_are_batched() {
         let e: Vec<Entry> =
             (0..BATCH * 2 + 1).map(|i| entry(&format!("u{i}@example.com"), 1, 1)).collect();
-        let r = round(&names(), None, &e, 1, 1, Lifetimes { day: 1, month: 1 }, None);
+        let r = round(&names(), None, &e, &at(1, 1), Lifetimes { day: 1, month: 1 }, None);
         assert_eq!(r.batches, vec![BATCH, BATCH, 1]);
         assert_eq!(r.replies(), 4);
-        assert_eq!(parse_commands(&r.bytes).len(), 4);
+        let cmds = parse_commands(&r.bytes);
+        assert_eq!(cmds.len(), 4);
+        // Each batch has a mark of its own.
+        let marks: Vec<&[u8]> = cmds[..3].iter().map(|c| c[4].as_slice()).collect();
+        assert_eq!(
+            marks,
+            [
+                &b"ga:chat:round:web1:ab-7:0"[..],
+                b"ga:chat:round:web1:ab-7:1",
+                b"ga:chat:round:web1:ab-7:2"
+            ]
+        );
     }
 
     #[test]
     fn groups_and_models_are_named_as_in_the_state_file() {
         let mut e = entry("x@example.com", 1, 1);
         e.key = Key::Group("r&d team".into()).encode();
-        let r = round(&names(), None, &[e.clone()], 3, 4, Lifetimes { day: 1, month: 1 }, None);
+        let r =
+            round(&names(), None, &[e.clone()], &at(3, 4), Lifetimes { day: 1, month: 1 }, None);
         let cmds = parse_commands(&r.bytes);
-        assert_eq!(cmds[0][4], b"ga:chat:d:3:group:r%26d%20team");
+        assert_eq!(cmds[0][5], b"ga:chat:d:3:group:r%26d%20team");
         let known = b"*2\r\n$18\r\ngroup:r%26d%20team\r\n$7\r\nnot-key\r\n";
         let answer = [&b"*8\r\n"[..], &b":1\r\n".repeat(8), known].concat();
         let o = outcome(&r, &answer).unwrap();
@@ -591,8 +642,14 @@ mod tests {
     #[test]
     fn answers_are_read_whole_and_in_order() {
         let e = [entry("alice@example.com", 1, 1), entry("bob@example.com", 1, 1)];
-        let r =
-            round(&names(), Some((None, b"pw")), &e, 1, 1, Lifetimes { day: 1, month: 1 }, None);
+        let r = round(
+            &names(),
+            Some((None, b"pw")),
+            &e,
+            &at(1, 1),
+            Lifetimes { day: 1, month: 1 },
+            None,
+        );
         let totals = ints(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, -1]);
         let index = b"*1\r\n$17\r\nalice@example.com\r\n";
         let answer = [&b"+OK\r\n"[..], &totals, index].concat();
@@ -613,14 +670,14 @@ mod tests {
     fn errors_are_told_apart() {
         let e = [entry("alice@example.com", 1, 1)];
         let life = Lifetimes { day: 1, month: 1 };
-        let with_pw = round(&names(), Some((None, b"pw")), &e, 1, 1, life, None);
+        let with_pw = round(&names(), Some((None, b"pw")), &e, &at(1, 1), life, None);
         let index = b"*0\r\n";
         let wrong =
             [&b"-WRONGPASS invalid username-password pair\r\n"[..], &ints(&[0; 8]), index].concat();
         assert!(
             matches!(outcome(&with_pw, &wrong), Err(ReplyError::Auth(m)) if m.starts_with("WRONGPASS"))
         );
-        let bare = round(&names(), None, &e, 1, 1, life, None);
+        let bare = round(&names(), None, &e, &at(1, 1), life, None);
         let noauth = [&b"-NOAUTH Authentication required.\r\n"[..], &b"-NOAUTH x\r\n"[..]].concat();
         assert!(matches!(outcome(&bare, &noauth), Err(ReplyError::Auth(_))));
         let oom = [&b"-OOM command not allowed\r\n"[..], index].concat();
@@ -647,7 +704,7 @@ mod tests {
         let (a, b) = (record(1, "alice@example.com"), record(2, "bob@example.com"));
         let k = KeyChanges { created: vec![a], revoked: vec![b.id], version: String::new() };
         let life = Lifetimes { day: 1, month: 1 };
-        let r = round(&names(), None, &[], 1, 1, life, Some(&k));
+        let r = round(&names(), None, &[], &at(1, 1), life, Some(&k));
         assert_eq!(r.replies(), 2);
         let cmds = parse_commands(&r.bytes);
         let eval = &cmds[1];

@@ -2,9 +2,10 @@
 //!
 //! Version 3 (written): `gpt_auth_quota 3`, then
 //! `<key> <day> <month> <day used> <month used> <day top-up> <month top-up> <day unsent>
-//! <month unsent>`, each amount as four numbers (requests, input tokens, output tokens, cost in
-//! nano-dollars); the unsent amounts are what a zone synchronised through Redis has not yet
-//! added to the cluster's totals (sent after a restart, so nothing counted is lost). A key is an
+//! <month unsent> <day own> <month own>`, each amount as four numbers (requests, input tokens,
+//! output tokens, cost in nano-dollars); for a zone synchronised through Redis the unsent
+//! amounts are what this node has not yet added to the cluster's totals (sent after a restart,
+//! so nothing counted is lost) and its own amounts all it counted in the period. A key is an
 //! address as it is (it has an `@`), `group:<name>` or `model:<address>/<model>` with the
 //! names percent-encoded (so they hold no `@`, space or `/`). Reservations of requests in
 //! flight are not saved.
@@ -92,6 +93,8 @@ pub fn write<'a>(entries: impl Iterator<Item = (&'a [u8], Counters)>) -> String 
             &c.month_bonus,
             &c.day_unsent,
             &c.month_unsent,
+            &c.day_own,
+            &c.month_own,
         ] {
             push_amounts(&mut out, a);
         }
@@ -131,7 +134,7 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
                 ..Default::default()
             }
         } else {
-            let amounts = if version == 3 { 6 } else { 4 };
+            let amounts = if version == 3 { 8 } else { 4 };
             if f.len() != 3 + 4 * amounts {
                 return Err(bad());
             }
@@ -153,6 +156,8 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
                 reserved: Amounts::default(),
                 day_unsent: if version == 3 { a(19)? } else { Amounts::default() },
                 month_unsent: if version == 3 { a(23)? } else { Amounts::default() },
+                day_own: if version == 3 { a(27)? } else { Amounts::default() },
+                month_own: if version == 3 { a(31)? } else { Amounts::default() },
             }
         };
         out.push((key.encode(), c));
@@ -177,6 +182,8 @@ mod tests {
             reserved: Amounts { requests: 3, ..Default::default() },
             day_unsent: Amounts { requests: 2, input: 10, output: 5, cost: 1 },
             month_unsent: Amounts { requests: 4, input: 20, output: 10, cost: 2 },
+            day_own: Amounts { requests: 6, input: 30, output: 15, cost: 3 },
+            month_own: Amounts { requests: 8, input: 40, output: 20, cost: 4 },
         };
         let keys = [
             Key::User("alice@example.com".into()).encode(),
@@ -185,7 +192,7 @@ mod tests {
         ];
         let text = write(keys.iter().map(|k| (k.as_slice(), c)));
         assert!(text.starts_with("gpt_auth_quota 3\nalice@example.com 20000 671 7 100 50 12 99 "));
-        assert!(text.contains(" 0 0 0 5 2 10 5 1 4 20 10 2\n"), "{text}");
+        assert!(text.contains(" 0 0 0 5 2 10 5 1 4 20 10 2 6 30 15 3 8 40 20 4\n"), "{text}");
         assert!(text.contains("\ngroup:research%20%26%20dev "));
         assert!(text.contains("\nmodel:a%3Ab%40example.com/gpt-4o%2F2024%20x "));
         let back = parse(&text).unwrap();
@@ -213,7 +220,8 @@ mod tests {
         let c = back[0].1;
         assert_eq!((c.day_used.input, c.month_used.cost, c.month_bonus.cost), (100, 120, 5));
         assert_eq!((c.day_unsent, c.month_unsent), (Amounts::default(), Amounts::default()));
-        // A version 2 line has 19 fields, a version 3 line 27: each is refused under the other.
+        assert_eq!((c.day_own, c.month_own), (Amounts::default(), Amounts::default()));
+        // A version 2 line has 19 fields, a version 3 line 35: each is refused under the other.
         assert!(parse(&v2.replace("quota 2", "quota 3")).is_err());
     }
 
