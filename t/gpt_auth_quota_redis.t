@@ -53,8 +53,8 @@ http {
 
     gpt_auth_key_file %%KEYS%%;
 
-    gpt_auth_quota_zone zone=chat:1m;
-    gpt_auth_quota_redis zone=chat server=127.0.0.1:%%PORT_8090%%
+    gpt_auth_quota_zone zone=chat:1m state=%%TESTDIR%%/chat.quota interval=1h;
+    gpt_auth_quota_redis zone=chat server=%%SERVER%%
                          node=%%NODE%% password_file=%%PWFILE%% prefix=t:
                          interval=200ms timeout=500ms;
 
@@ -112,6 +112,7 @@ my sub node_conf {
 	$c =~ s/%%BACKEND%%/$backend/g;
 	$c =~ s/%%KEYS%%/$dir\/keys/g;
 	$c =~ s/%%PWFILE%%/$a{pwfile} \/\/ "$dir\/redis.pw"/ge;
+	$c =~ s/%%SERVER%%/$a{server} \/\/ '127.0.0.1:%%PORT_8090%%'/ge;
 	$c =~ s/%%DAY%%/$a{day} \/\/ 20/ge;
 	$t->write_file_expand('nginx.conf', $c);
 }
@@ -141,7 +142,7 @@ my @bad = (
 	[ 'gpt_auth_quota_redis zone=chat server=127.0.0.1:1 colour=red;', qr/invalid parameter "colour=red"/, 'unknown parameter' ],
 );
 
-my $plan = 43 + @bad;
+my $plan = 48 + @bad;
 $ta->plan($plan);
 
 for my $b (@bad) {
@@ -323,14 +324,43 @@ my $r = request('/admin?action=reset&user=' . $alice . '&period=day', method => 
 is(status($r), 409, 'admin reset on a shared zone: 409');
 like(body($r), qr/not available yet on a zone shared through Redis/, 'says why');
 
+# reload: the new worker 0 goes on with the rounds
+
+my $before = $redis->total("t:chat:d:$p->{day}:$bob", 'requests');
+ok(reload_and_wait($tb), 'node B reloaded');
+get('B', $bob);
+rounds();
+is($redis->total("t:chat:d:$p->{day}:$bob", 'requests'), $before + 1,
+	'after a reload node B still sends its counts');
+
+# a restart with the state file: what was not sent yet is saved and sent after the start,
+# nothing twice (interval=1h: the file is written at exit only)
+
+get('A', $bob) for 1 .. 3;
+$ta->stop();	# within a round of the requests: some may not have been sent
+$ta->run();
+rounds();
+is($redis->total("t:chat:d:$p->{day}:$bob", 'requests'), $before + 4,
+	'node A restarted from its state file: Redis has every request once');
+is(used('A', $bob), '200 ' . ($before + 5), 'and node A goes on from the cluster total');
+
+# a unix socket
+
+$ta->stop();
+node_conf($ta, 8081, 8083, server => "unix:$dir/redis-$rport.sock");
+$ta->run();
+get('A', $alice . '.x') for 1 .. 2;
+rounds();
+is($redis->total("t:chat:d:$p->{day}:$alice.x", 'requests'), 2, 'server=unix:PATH: counts reach Redis');
+
 # a wrong password: the error names the refusal, the node goes on
 
 $ta->stop();
 $ma = log_offset($ta);
 node_conf($ta, 8081, 8083, pwfile => "$dir/wrong.pw");
 $ta->run();
-is(used('A', $bob), '200 1',
-	'wrong password: node A (restarted, no state file) admits, counting on its own from zero');
+is(used('A', $alice . '.x'), '200 3',
+	'wrong password: node A goes on from its state file, counting on its own');
 rounds(3);
 like(log_since($ta, $ma), qr/\[error\] .*gpt_auth_quota_redis "chat": cannot synchronise with .*: authentication failed: WRONGPASS/,
 	'wrong password: an error line naming the refusal');

@@ -88,8 +88,9 @@ pub enum Failure {
 /// `Err` never will be.
 pub type Complete = Box<dyn FnMut(&[u8]) -> Result<bool, ()>>;
 
-/// What is done with the outcome (the whole answer's bytes).
-pub type Done = Box<dyn FnOnce(Result<Vec<u8>, Failure>)>;
+/// What is done with the outcome: the whole answer's bytes, or why not and what was read
+/// (a peer may answer with an error and close before the rest).
+pub type Done = Box<dyn FnOnce(Result<Vec<u8>, (Failure, Vec<u8>)>)>;
 
 struct Call {
     pc: ngx_peer_connection_t,
@@ -137,7 +138,7 @@ pub fn call(
                 nginx_sys::ngx_close_connection(c);
             }
             if let Some(done) = call.done.take() {
-                done(Err(Failure::Connect));
+                done(Err((Failure::Connect, Vec::new())));
             }
             return;
         }
@@ -184,7 +185,11 @@ fn finish(c: &mut ngx_connection_t, outcome: Result<(), Failure>) {
         nginx_sys::ngx_close_connection(c);
         Box::from_raw(call)
     };
-    let result = outcome.map(|()| core::mem::take(&mut call.input));
+    let input = core::mem::take(&mut call.input);
+    let result = match outcome {
+        Ok(()) => Ok(input),
+        Err(f) => Err((f, input)),
+    };
     if let Some(done) = call.done.take() {
         done(result);
     }

@@ -168,13 +168,17 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
         Err(_) => Err(()),
     });
     let sync_ptr: *mut Sync = sync;
-    let done = Box::new(move |result: Result<Vec<u8>, Failure>| {
+    let done = Box::new(move |result: Result<Vec<u8>, (Failure, Vec<u8>)>| {
         // SAFETY: the Sync is leaked (never freed while the process runs); only this worker's
         // event loop touches it, one round at a time.
         let Some(sync) = (unsafe { sync_ptr.as_mut() }) else { return };
-        let outcome = result
-            .map_err(|f| f.to_string())
-            .and_then(|b| cluster::outcome(&round, &b).map_err(|e| e.to_string()));
+        let outcome = match result {
+            Ok(b) => cluster::outcome(&round, &b).map_err(|e| e.to_string()),
+            // An error answered before the connection ended says more than the end does.
+            Err((f, partial)) => {
+                Err(cluster::early_error(&partial).map_or_else(|| f.to_string(), |e| e.to_string()))
+            }
+        };
         let wait = match outcome {
             Ok(o) => {
                 apply(&sync.zone, &at, &entries, &o, log);

@@ -17,7 +17,8 @@ use Time::HiRes qw/ sleep /;
 my $server = '/usr/bin/redis-server';
 my $cli = '/usr/bin/redis-cli';
 
-# redis_new(dir => ..., port => ..., password => ...): an object with start(%a), stop(),
+# redis_new(dir => ..., port => ..., password => ...): an object (also listening on the unix
+# socket DIR/redis-PORT.sock) with start(%a), stop(),
 # pause(), resume(), cmd(@args) (redis-cli's answer, chomped), total($key, $unit).
 sub redis_new {
 	my (%a) = @_;
@@ -32,7 +33,8 @@ sub start {
 	unlink "$dir/dump.rdb" unless $a{keep};
 	my @args = ('--port', $port, '--bind', '127.0.0.1', '--dir', $dir,
 		'--dbfilename', 'dump.rdb', '--save', '', '--appendonly', 'no',
-		'--requirepass', $self->{password}, '--logfile', "$dir/redis-$port.log");
+		'--requirepass', $self->{password}, '--logfile', "$dir/redis-$port.log",
+		'--unixsocket', "$dir/redis-$port.sock", '--unixsocketperm', '700');
 	my $pid = fork() // die "fork: $!";
 	if ($pid == 0) {
 		open STDOUT, '>', '/dev/null';

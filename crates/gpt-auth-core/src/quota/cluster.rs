@@ -497,6 +497,23 @@ fn key_state(f: Option<OwnedFrame>) -> Result<Option<KeyState>, ReplyError> {
     }
 }
 
+/// The first error among the replies of an answer cut short (Redis closes a connection that
+/// sends too much before it is authenticated, right after refusing the password).
+pub fn early_error(buf: &[u8]) -> Option<ReplyError> {
+    let mut at = 0;
+    while let Ok(Some((f, n))) = decode(&buf[at..]) {
+        at += n;
+        if let OwnedFrame::Error(e) = f {
+            return Some(if is_auth_error(&e) {
+                ReplyError::Auth(error_text(&e))
+            } else {
+                ReplyError::Server(error_text(&e))
+            });
+        }
+    }
+    None
+}
+
 fn is_auth_error(e: &str) -> bool {
     e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") || e.starts_with("NOPERM")
 }
@@ -746,6 +763,20 @@ mod tests {
         assert_eq!(got, KeyState { version: "8".into(), records: vec![a], revoked: vec![b.id] });
         let bad = [&b"*0\r\n"[..], b"*2\r\n$1\r\n7\r\n:1\r\n"].concat();
         assert!(matches!(outcome(&r, &bad), Err(ReplyError::Protocol(_))));
+    }
+
+    #[test]
+    fn an_answer_cut_short_says_its_first_error() {
+        let cut = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n*8\r\n:1";
+        assert!(
+            matches!(early_error(cut), Some(ReplyError::Auth(m)) if m.starts_with("WRONGPASS"))
+        );
+        assert_eq!(
+            early_error(b"+OK\r\n-ERR busy\r\n"),
+            Some(ReplyError::Server("ERR busy".into()))
+        );
+        assert_eq!(early_error(b"+OK\r\n*8\r\n:1"), None);
+        assert_eq!(early_error(b""), None);
     }
 
     #[test]
