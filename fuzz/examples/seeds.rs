@@ -60,6 +60,7 @@ fn main() {
     forms_and_headers(&mut c);
     pages(&mut c, &root);
     usage(&mut c);
+    cluster(&mut c);
 
     println!("wrote {} seed inputs under {}", c.count, c.dir.display());
 }
@@ -589,5 +590,35 @@ fn usage(c: &mut Corpus) {
         "**a**b input=1 output=1\0aab\0",
     ] {
         c.add("price_table", [t.as_bytes(), &usage].concat());
+    }
+}
+
+/// Answers of a Redis round (shape byte, then the answer): whole, refused, cut, with keys.
+fn cluster(c: &mut Corpus) {
+    let totals = |n: usize| {
+        let mut t = format!("*{}\r\n", n * 8);
+        for i in 0..n * 8 {
+            t.push_str(&format!(":{i}\r\n"));
+        }
+        t
+    };
+    let index = "*2\r\n$14\r\nu0@example.com\r\n$17\r\ngroup:r%26d%20team\r\n";
+    let record = "apikey AAAAAAAAAAAAAAAA alice@example.com 1700000000 0 laptop";
+    let keys = format!(
+        "*3\r\n$1\r\n8\r\n*2\r\n$16\r\nAAAAAAAAAAAAAAAA\r\n${}\r\n{record}\r\n*1\r\n$16\r\nBBBBBBBBBBBBBBBB\r\n",
+        record.len()
+    );
+    let whole = format!("+OK\r\n{}{index}", totals(1));
+    for (shape, answer) in [
+        (0b0101, whole.clone()),
+        (0b0101, whole[..whole.len() / 2].to_owned()),
+        (0b1011, format!("+OK\r\n{}{index}{keys}", totals(2))),
+        (0b0010, format!("*0\r\n*1\r\n$1\r\n7\r\n")),
+        (0b0001, "-WRONGPASS invalid username-password pair\r\n*0\r\n".to_owned()),
+        (0b0100, format!("-NOAUTH Authentication required.\r\n{index}")),
+        (0b0100, format!("{}*0\r\n", totals(2))),
+        (0b1100, format!("-OOM command not allowed\r\n{index}")),
+    ] {
+        c.add("cluster_reply", [&[shape][..], answer.as_bytes()].concat());
     }
 }
