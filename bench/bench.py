@@ -66,6 +66,8 @@ TEMPLATES["gpt_auth_1"] = "gpt_auth_1.conf"
 LABEL["gpt_auth_1"] = "`gpt_auth on` + 1-entry allowlist"
 TEMPLATES["gpt_auth_ai_elsewhere"] = "gpt_auth_ai_elsewhere.conf"
 TEMPLATES["gpt_auth_two"] = "gpt_auth_two.conf"
+TEMPLATES["gpt_auth_quota_redis"] = "gpt_auth_quota_redis.conf"
+LABEL["gpt_auth_quota_redis"] = "`gpt_auth on` + per-user quota shared through Redis"
 LABEL["gpt_auth_two"] = "`gpt_auth on`, another location without AI"
 LABEL["gpt_auth_ai_elsewhere"] = "`gpt_auth on`, an AI API in another location"
 
@@ -488,6 +490,7 @@ class Nginx:
             "SL_SECRET": mat.sl_secret,
             "AUTH_PORT": str(auth_port),
             "AI_PORT": str(st.port_base + 8),
+            "REDIS_PORT": str(st.port_base + 7),
         }
         render("common.inc", values, os.path.join(self.prefix, "common.inc"))
         render(template, values, self.conf)
@@ -1030,6 +1033,9 @@ CG_VARIANTS = [
     # features (their filters and log handler, installed then) cost other locations.
     ("gpt_auth_ai_elsewhere", "gpt_auth_ai_elsewhere", "bench"),
     ("gpt_auth_two", "gpt_auth_two", "bench"),
+    # The quota zone shared through a local Redis (the rounds run in the same worker, so the
+    # count includes them): against gpt_auth_quota, what the sharing costs.
+    ("gpt_auth_quota_redis", "gpt_auth_quota_redis", "bench"),
 ]
 
 
@@ -1061,11 +1067,35 @@ def callgrind_run(st, mat, key, setup, port, warm, measured, what):
     return cg
 
 
+# glibc's allocator internals (self instructions), for the shared-zone comparison.
+MALLOC_INTERNALS = {"_int_malloc", "_int_free", "unlink_chunk.constprop.0", "malloc",
+                    "free", "_mid_memalign.constprop.0", "malloc_consolidate", "_int_memalign"}
+
+
+def start_redis(st):
+    """A redis-server for the shared zone, on loopback, without persistence."""
+    port = st.port_base + 7
+    redis = spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--dir", WORK],
+                  log_path=os.path.join(WORK, "redis.log"))
+    wait_port(port, redis, "redis-server", 30)
+    return redis, port
+
+
+def redis_keys(port, pattern):
+    r = subprocess.run(["redis-cli", "-p", str(port), "--scan", "--pattern", pattern],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30)
+    return r.stdout.decode(errors="replace").split()
+
+
 def phase_callgrind(st, mat, results):
     out = {}
     for i, (key, setup, cookies) in enumerate(CG_VARIANTS):
         if st.cg_only and key not in st.cg_only:
             continue
+        redis = None
+        if key == "gpt_auth_quota_redis":
+            redis, redis_port = start_redis(st)
         if cookies == "bench":
             jar = [mat.bench_cookie]
         elif cookies == "own":
@@ -1084,8 +1114,16 @@ def phase_callgrind(st, mat, results):
             client.close()
             return bad
 
-        cg = callgrind_run(st, mat, key, setup, st.port_base + 10 + i, warm, measured,
-                           f"{st.cg_requests} requests (200 {BODY!r})")
+        try:
+            cg = callgrind_run(st, mat, key, setup, st.port_base + 10 + i, warm, measured,
+                               f"{st.cg_requests} requests (200 {BODY!r})")
+            if redis is not None:
+                # The rounds ran: the user's day hash is in Redis.
+                if not redis_keys(redis_port, "bench:bench:d:*"):
+                    raise Abort(f"callgrind {key}: no counts reached Redis (see the error log)")
+        finally:
+            if redis is not None:
+                stop(redis)
         out[key] = cg
         log(f"callgrind {key}: {cg['total'] / st.cg_requests:,.0f} instructions/request")
     results["callgrind"] = out
@@ -1513,6 +1551,19 @@ def report(st, results, elapsed):
                    timed(d99 <= 0.02)))
     ai_rows, ai_checks = ai_summary(st, results.get("ai", {}))
     checks.extend(ai_checks)
+    if "gpt_auth_quota_redis" in cg and "gpt_auth_quota" in cg:
+        q, qr = cg["gpt_auth_quota"]["total"] / M, cg["gpt_auth_quota_redis"]["total"] / M
+
+        def in_malloc(c):
+            # glibc's allocator inside (nginx's request pools come from posix_memalign)
+            return sum(v for (ob, fn), v in c["self"].items()
+                       if "libc.so" in ob and fn in MALLOC_INTERNALS) / M
+
+        heap = in_malloc(cg["gpt_auth_quota_redis"]) - in_malloc(cg["gpt_auth_quota"])
+        checks.append(("a quota zone shared through Redis: within 2 % of a local zone "
+                       "(instructions/request, the rounds of worker 0 included; issue 13)",
+                       f"{qr:,.0f} vs {q:,.0f} ({(qr - q) / q * 100:+.2f} %; of the difference "
+                       f"{heap:+,.0f} in glibc's malloc)", abs(qr - q) <= 0.02 * q))
     if "gpt_auth_ai_elsewhere" in cg and "gpt_auth_two" in cg:
         d = (cg["gpt_auth_ai_elsewhere"]["total"] - cg["gpt_auth_two"]["total"]) / M
         checks.append(("a location without AI features, another one fronting an AI API: at most "

@@ -27,7 +27,8 @@ done
 "$nginx" -V 2>&1 | grep -q -- '--with-http_auth_request_module' \
     || die "$nginx was built without the auth_request module"
 
-# Debian packages: wrk (load), valgrind (callgrind, callgrind_control), python3-venv.
+# Debian packages: wrk (load), valgrind (callgrind, callgrind_control), redis-server (the
+# shared zone), python3-venv.
 apt_updated=""
 apt_install() {
     [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $* (or install it yourself)"
@@ -42,6 +43,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || missing+=(valgrind)
 command -v taskset >/dev/null || missing+=(util-linux)
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "bench: installing ${missing[*]}"
     apt_install "${missing[@]}"

@@ -142,7 +142,7 @@ my @bad = (
 	[ 'gpt_auth_quota_redis zone=chat server=127.0.0.1:1 colour=red;', qr/invalid parameter "colour=red"/, 'unknown parameter' ],
 );
 
-my $plan = 48 + @bad;
+my $plan = 51 + @bad;
 $ta->plan($plan);
 
 for my $b (@bad) {
@@ -316,6 +316,17 @@ while (time() - $t0 < 3) {
 is($seen, 401, 'and refused on A');
 ok(time() - $t0 < 2, sprintf('A refused it %.1f s after the revocation', time() - $t0));
 is(redis('SISMEMBER', 't:chat:apikeys:revoked', $made->{id}), 1, 'Redis lists the revoked id');
+
+# the scripts flushed from Redis (SCRIPT FLUSH, or a restart between two rounds): sent again
+# at once, without a failure
+
+$ma = log_offset($ta);
+my $carol_day = "t:chat:d:$p->{day}:carol\@example.com";
+is(redis('SCRIPT', 'FLUSH'), 'OK', 'scripts flushed');
+get('A', 'carol@example.com') for 1 .. 2;
+rounds();
+is($redis->total($carol_day, 'requests'), 2, 'the counts still reach Redis');
+unlike(log_since($ta, $ma), qr/\[error\]/, 'and nothing is logged as a failure');
 
 # an administrator's reset is refused for now (the next round would undo it)
 

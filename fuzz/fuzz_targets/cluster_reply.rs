@@ -4,8 +4,8 @@
 //! that reads gives one set of totals per entry; `early_error` finds the first error reply;
 //! nothing panics.
 //!
-//! Input: one byte of shape (bit 0: AUTH first, bit 1: API keys, bits 2-3: 0-3 entries), then
-//! the answer.
+//! Input: one byte of shape (bit 0: AUTH first, bit 1: API keys, bits 2-3: 0-3 entries, bit 4:
+//! the scripts loaded first), then the answer.
 #![no_main]
 
 use gpt_auth_core::quota::cluster::{
@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let r = round(
         &names,
         auth,
+        shape & 16 == 16,
         &entries,
         &at,
         Lifetimes { day: 1, month: 1 },

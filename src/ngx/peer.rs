@@ -242,7 +242,7 @@ ngx_entry! {
 }
 
 /// Bytes read at once.
-const READ_SIZE: usize = 16 * 1024;
+const READ_SIZE: usize = 4096;
 
 ngx_entry! {
     /// The connection can be read: reads what came until the answer is whole.
@@ -257,12 +257,16 @@ ngx_entry! {
             return;
         }
         let Some(recv) = c.recv else { return finish(c, Err(Failure::Io)) };
+        // Read into the stack, kept in a buffer as long as the answer: a round allocates no
+        // more than its answer holds (a large buffer freed after each round only fragments
+        // the heap the workers' request pools come from).
+        let mut chunk = [0u8; READ_SIZE];
         loop {
-            let at = call.input.len();
-            call.input.resize(at + READ_SIZE, 0);
-            // SAFETY: nginx's recv function of this connection, into the room just made.
-            let n = unsafe { recv(c, call.input[at..].as_mut_ptr(), READ_SIZE) };
-            call.input.truncate(at + usize::try_from(n).unwrap_or(0));
+            // SAFETY: nginx's recv function of this connection, into the stack buffer.
+            let n = unsafe { recv(c, chunk.as_mut_ptr(), READ_SIZE) };
+            if let Some(got) = usize::try_from(n).ok().filter(|&g| g > 0) {
+                call.input.extend_from_slice(&chunk[..got.min(READ_SIZE)]);
+            }
             if n == NGX_AGAIN as isize {
                 // SAFETY: a live event of ours.
                 if unsafe { nginx_sys::ngx_handle_read_event(ev, 0) } != NGX_OK as ngx_int_t {

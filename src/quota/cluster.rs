@@ -64,6 +64,9 @@ struct Sync {
     broken: bool,
     /// The version of the zone's API keys last read (empty: not yet).
     keys_version: String,
+    /// The server has the scripts (loaded by a round that worked; after a failure they are
+    /// sent again, in case the server restarted).
+    loaded: bool,
 }
 
 thread_local! {
@@ -78,6 +81,10 @@ pub fn start(cycle: &ngx_cycle_t) {
         return;
     }
     let Some(mcf) = GptAuthModule::main_conf(cycle) else { return };
+    if mcf.quota_zones.iter().all(|z| z.redis.get().is_none()) {
+        return;
+    }
+    cluster::prepare();
     let mut random = [0u8; 6];
     if getrandom::fill(&mut random).is_err() {
         // Round ids must differ between nodes and restarts: the time and pid stand in.
@@ -96,6 +103,7 @@ pub fn start(cycle: &ngx_cycle_t) {
             failures: 0,
             broken: false,
             keys_version: String::new(),
+            loaded: false,
         }));
         let data = core::ptr::from_mut(sync).cast();
         sync.timer = Timer::new(cycle.pool, cycle.log, tick, data);
@@ -160,7 +168,9 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
     let auth = redis.password.as_deref().map(|pw| (redis.user.as_deref(), pw));
     let keys = zone.api_keys.get().then(|| super::keys::changes(&zone, &sync.keys_version));
     let keys = keys.flatten();
-    let round = Rc::new(cluster::round(&redis.names, auth, &entries, &at, life, keys.as_ref()));
+    let load = !sync.loaded;
+    let round =
+        Rc::new(cluster::round(&redis.names, auth, load, &entries, &at, life, keys.as_ref()));
     let bytes = round.bytes.clone();
     let r = round.clone();
     let complete = Box::new(move |buf: &[u8]| match cluster::complete(&r, buf) {

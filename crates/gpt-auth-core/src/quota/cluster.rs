@@ -235,6 +235,24 @@ pub struct Lifetimes {
     pub month: u64,
 }
 
+/// The SHA-1 (hex) Redis names a script by.
+fn sha(script: &str) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(script.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The names of [`SCRIPT`] and [`KEYS_SCRIPT`] in Redis (computed once).
+fn shas() -> &'static (String, String) {
+    static SHAS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    SHAS.get_or_init(|| (sha(SCRIPT), sha(KEYS_SCRIPT)))
+}
+
+/// Computes what every round reuses (the scripts' names) before the first round, so that no
+/// round leaves an allocation of its own behind: a node calls it when it starts.
+pub fn prepare() {
+    let _ = shas();
+}
+
 /// A round's request, and what its answer must hold.
 #[derive(Debug, Clone)]
 pub struct Round {
@@ -242,6 +260,8 @@ pub struct Round {
     pub bytes: Vec<u8>,
     /// An `AUTH` comes first.
     auth: bool,
+    /// Then `SCRIPT LOAD`s (the scripts are called by their SHA-1).
+    loads: usize,
     /// Entries per script call, in order.
     batches: Vec<usize>,
     /// The API keys' script comes last.
@@ -251,7 +271,7 @@ pub struct Round {
 impl Round {
     /// How many replies the answer has.
     pub fn replies(&self) -> usize {
-        usize::from(self.auth) + self.batches.len() + 1 + usize::from(self.keys)
+        usize::from(self.auth) + self.loads + self.batches.len() + 1 + usize::from(self.keys)
     }
 }
 
@@ -264,6 +284,10 @@ pub enum ReplyError {
     /// Redis answered a command with an error.
     #[error("error reply: {0}")]
     Server(String),
+    /// Redis does not have the scripts (it restarted, or they were flushed): send them with
+    /// the next round.
+    #[error("the scripts are not loaded")]
+    NoScript,
     /// Not RESP, or not the shape the commands answer with.
     #[error("unexpected reply: {0}")]
     Protocol(&'static str),
@@ -300,16 +324,19 @@ pub struct RoundId {
 }
 
 /// The round `at` for `entries` (in the day and month of the node's clock): an `AUTH` first
-/// when a password is given (a user too, for an ACL user), the script once per [`BATCH`]
-/// entries, the month's index, then (for a zone with API keys) the keys' script.
+/// when a password is given (a user too, for an ACL user), `SCRIPT LOAD` of the scripts when
+/// `load` (the first round on a server, or after it lost them), the script (`EVALSHA`) once
+/// per [`BATCH`] entries, the month's index, then (for a zone with API keys) the keys' script.
 pub fn round(
     names: &Names,
     auth: Option<(Option<&str>, &[u8])>,
+    load: bool,
     entries: &[Entry],
     at: &RoundId,
     life: Lifetimes,
     keys: Option<&KeyChanges>,
 ) -> Round {
+    let (sha_round, sha_keys) = shas();
     let (day, month) = (at.day, at.month);
     let mut bytes = Vec::with_capacity(256 + entries.len() * 200);
     if let Some((user, password)) = auth {
@@ -317,6 +344,13 @@ pub fn round(
         args.extend(user.map(bulk));
         args.push(bulk(password));
         command(&mut bytes, args);
+    }
+    let mut loads = 0;
+    if load {
+        for script in [Some(SCRIPT), keys.map(|_| KEYS_SCRIPT)].into_iter().flatten() {
+            command(&mut bytes, vec![bulk("SCRIPT"), bulk("LOAD"), bulk(script)]);
+            loads += 1;
+        }
     }
     let mut batches = Vec::new();
     for (i, batch) in entries.chunks(BATCH).enumerate() {
@@ -333,7 +367,7 @@ pub fn round(
                 }
             }
         }
-        let mut args = vec![bulk("EVAL"), bulk(SCRIPT), number(keys.len() as u64)];
+        let mut args = vec![bulk("EVALSHA"), bulk(sha_round.as_str()), number(keys.len() as u64)];
         args.extend(keys.into_iter().map(bulk));
         args.extend(argv);
         command(&mut bytes, args);
@@ -341,7 +375,7 @@ pub fn round(
     }
     command(&mut bytes, vec![bulk("SMEMBERS"), bulk(names.index(month))]);
     if let Some(k) = keys {
-        let mut args = vec![bulk("EVAL"), bulk(KEYS_SCRIPT), number(3)];
+        let mut args = vec![bulk("EVALSHA"), bulk(sha_keys.as_str()), number(3)];
         args.extend(["", ":revoked", ":version"].map(|p| bulk(names.api_keys(p))));
         args.push(bulk(if k.version.is_empty() { "-" } else { k.version.as_str() }));
         args.push(number(k.created.len() as u64));
@@ -352,7 +386,7 @@ pub fn round(
         args.extend(k.revoked.iter().map(|id| bulk(id.to_vec())));
         command(&mut bytes, args);
     }
-    Round { bytes, auth: auth.is_some(), batches, keys: keys.is_some() }
+    Round { bytes, auth: auth.is_some(), loads, batches, keys: keys.is_some() }
 }
 
 /// Whether `buf` holds the whole answer of `round` (`Some(length)`), not yet (`None`), or
@@ -426,6 +460,13 @@ pub fn outcome(round: &Round, buf: &[u8]) -> Result<Outcome, ReplyError> {
             _ => return Err(ReplyError::Protocol("AUTH answered neither OK nor an error")),
         }
     }
+    for _ in 0..round.loads {
+        match frames.next() {
+            Some(OwnedFrame::BulkString(_)) => {}
+            Some(OwnedFrame::Error(e)) => return Err(server_error(&e)),
+            _ => return Err(ReplyError::Protocol("SCRIPT LOAD answered no name")),
+        }
+    }
     let mut out = Outcome::default();
     for &n in &round.batches {
         match frames.next() {
@@ -434,10 +475,7 @@ pub fn outcome(round: &Round, buf: &[u8]) -> Result<Outcome, ReplyError> {
                     out.totals.push(Totals { day: amounts(&e[..4])?, month: amounts(&e[4..])? });
                 }
             }
-            Some(OwnedFrame::Error(e)) if is_auth_error(&e) => {
-                return Err(ReplyError::Auth(error_text(&e)))
-            }
-            Some(OwnedFrame::Error(e)) => return Err(ReplyError::Server(error_text(&e))),
+            Some(OwnedFrame::Error(e)) => return Err(server_error(&e)),
             _ => return Err(ReplyError::Protocol("the script's answer is not its totals")),
         }
     }
@@ -474,7 +512,7 @@ fn an_id(b: &[u8]) -> Option<[u8; ID_LEN]> {
 fn key_state(f: Option<OwnedFrame>) -> Result<Option<KeyState>, ReplyError> {
     let items = match f {
         Some(OwnedFrame::Array(items)) => items,
-        Some(OwnedFrame::Error(e)) => return Err(ReplyError::Server(error_text(&e))),
+        Some(OwnedFrame::Error(e)) => return Err(server_error(&e)),
         _ => return Err(ReplyError::Protocol("the keys' answer is not a list")),
     };
     let version = items.first().and_then(text).and_then(|v| core::str::from_utf8(v).ok());
@@ -504,14 +542,21 @@ pub fn early_error(buf: &[u8]) -> Option<ReplyError> {
     while let Ok(Some((f, n))) = decode(&buf[at..]) {
         at += n;
         if let OwnedFrame::Error(e) = f {
-            return Some(if is_auth_error(&e) {
-                ReplyError::Auth(error_text(&e))
-            } else {
-                ReplyError::Server(error_text(&e))
-            });
+            return Some(server_error(&e));
         }
     }
     None
+}
+
+/// An error reply, told apart: refused credentials, missing scripts, anything else.
+fn server_error(e: &str) -> ReplyError {
+    if is_auth_error(e) {
+        ReplyError::Auth(error_text(e))
+    } else if e.starts_with("NOSCRIPT") {
+        ReplyError::NoScript
+    } else {
+        ReplyError::Server(error_text(e))
+    }
 }
 
 fn is_auth_error(e: &str) -> bool {
@@ -572,14 +617,14 @@ mod tests {
     fn a_round_is_auth_then_the_script_then_the_index() {
         let life = Lifetimes { day: 100, month: 2000 };
         let e = [entry("alice@example.com", 2, 5), entry("bob@example.com", 0, 0)];
-        let r = round(&names(), Some((None, b"s3cret")), &e, &at(20_000, 671), life, None);
+        let r = round(&names(), Some((None, b"s3cret")), false, &e, &at(20_000, 671), life, None);
         assert_eq!(r.replies(), 3);
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds.len(), 3);
         assert_eq!(cmds[0], vec![b"AUTH".to_vec(), b"s3cret".to_vec()]);
         let eval = &cmds[1];
-        assert_eq!(eval[0], b"EVAL");
-        assert_eq!(eval[1], SCRIPT.as_bytes());
+        assert_eq!(eval[0], b"EVALSHA");
+        assert_eq!(eval[1], shas().0.as_bytes());
         assert_eq!(eval[2], b"6");
         assert_eq!(eval[3], b"ga:chat:keys:671");
         assert_eq!(eval[4], b"ga:chat:round:web1:ab-7:0");
@@ -602,12 +647,38 @@ mod tests {
     }
 
     #[test]
+    fn scripts_are_loaded_when_asked_and_called_by_their_sha1() {
+        let life = Lifetimes { day: 1, month: 1 };
+        let keys = KeyChanges::default();
+        let e = [entry("a@example.com", 1, 1)];
+        let r = round(&names(), None, true, &e, &at(1, 1), life, Some(&keys));
+        let cmds = parse_commands(&r.bytes);
+        assert_eq!(cmds[0], vec![b"SCRIPT".to_vec(), b"LOAD".to_vec(), SCRIPT.as_bytes().to_vec()]);
+        assert_eq!(cmds[1][2], KEYS_SCRIPT.as_bytes());
+        // The SHA-1 Redis gives a script: of its text (checked against sha1sum's).
+        assert_eq!(sha("return 1"), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        assert_eq!(cmds[2][1], sha(SCRIPT).as_bytes());
+        assert_eq!(r.replies(), 5);
+        let sha_reply = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+        let answer = format!(
+            "{}{}{}*0\r\n*1\r\n$1\r\n3\r\n",
+            sha_reply(&shas().0),
+            sha_reply(&shas().1),
+            String::from_utf8(ints(&[0; 8])).unwrap()
+        );
+        assert_eq!(outcome(&r, answer.as_bytes()).map(|o| o.totals.len()), Ok(1));
+        let missing = round(&names(), None, false, &e, &at(1, 1), life, None);
+        let noscript = b"-NOSCRIPT No matching script. Please use EVAL.\r\n*0\r\n";
+        assert_eq!(outcome(&missing, noscript), Err(ReplyError::NoScript));
+    }
+
+    #[test]
     fn an_acl_user_and_no_password() {
         let life = Lifetimes { day: 1, month: 1 };
-        let r = round(&names(), Some((Some("gpt"), b"pw")), &[], &at(1, 1), life, None);
+        let r = round(&names(), Some((Some("gpt"), b"pw")), false, &[], &at(1, 1), life, None);
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds[0], vec![b"AUTH".to_vec(), b"gpt".to_vec(), b"pw".to_vec()]);
-        let r = round(&names(), None, &[], &at(1, 1), life, None);
+        let r = round(&names(), None, false, &[], &at(1, 1), life, None);
         assert_eq!(r.replies(), 1);
         assert_eq!(parse_commands(&r.bytes)[0][0], b"SMEMBERS");
     }
@@ -616,7 +687,7 @@ mod tests {
     fn large_rounds_are_batched() {
         let e: Vec<Entry> =
             (0..BATCH * 2 + 1).map(|i| entry(&format!("u{i}@example.com"), 1, 1)).collect();
-        let r = round(&names(), None, &e, &at(1, 1), Lifetimes { day: 1, month: 1 }, None);
+        let r = round(&names(), None, false, &e, &at(1, 1), Lifetimes { day: 1, month: 1 }, None);
         assert_eq!(r.batches, vec![BATCH, BATCH, 1]);
         assert_eq!(r.replies(), 4);
         let cmds = parse_commands(&r.bytes);
@@ -637,8 +708,15 @@ mod tests {
     fn groups_and_models_are_named_as_in_the_state_file() {
         let mut e = entry("x@example.com", 1, 1);
         e.key = Key::Group("r&d team".into()).encode();
-        let r =
-            round(&names(), None, &[e.clone()], &at(3, 4), Lifetimes { day: 1, month: 1 }, None);
+        let r = round(
+            &names(),
+            None,
+            false,
+            &[e.clone()],
+            &at(3, 4),
+            Lifetimes { day: 1, month: 1 },
+            None,
+        );
         let cmds = parse_commands(&r.bytes);
         assert_eq!(cmds[0][5], b"ga:chat:d:3:group:r%26d%20team");
         let known = b"*2\r\n$18\r\ngroup:r%26d%20team\r\n$7\r\nnot-key\r\n";
@@ -662,6 +740,7 @@ mod tests {
         let r = round(
             &names(),
             Some((None, b"pw")),
+            false,
             &e,
             &at(1, 1),
             Lifetimes { day: 1, month: 1 },
@@ -687,14 +766,14 @@ mod tests {
     fn errors_are_told_apart() {
         let e = [entry("alice@example.com", 1, 1)];
         let life = Lifetimes { day: 1, month: 1 };
-        let with_pw = round(&names(), Some((None, b"pw")), &e, &at(1, 1), life, None);
+        let with_pw = round(&names(), Some((None, b"pw")), false, &e, &at(1, 1), life, None);
         let index = b"*0\r\n";
         let wrong =
             [&b"-WRONGPASS invalid username-password pair\r\n"[..], &ints(&[0; 8]), index].concat();
         assert!(
             matches!(outcome(&with_pw, &wrong), Err(ReplyError::Auth(m)) if m.starts_with("WRONGPASS"))
         );
-        let bare = round(&names(), None, &e, &at(1, 1), life, None);
+        let bare = round(&names(), None, false, &e, &at(1, 1), life, None);
         let noauth = [&b"-NOAUTH Authentication required.\r\n"[..], &b"-NOAUTH x\r\n"[..]].concat();
         assert!(matches!(outcome(&bare, &noauth), Err(ReplyError::Auth(_))));
         let oom = [&b"-OOM command not allowed\r\n"[..], index].concat();
@@ -721,11 +800,11 @@ mod tests {
         let (a, b) = (record(1, "alice@example.com"), record(2, "bob@example.com"));
         let k = KeyChanges { created: vec![a], revoked: vec![b.id], version: String::new() };
         let life = Lifetimes { day: 1, month: 1 };
-        let r = round(&names(), None, &[], &at(1, 1), life, Some(&k));
+        let r = round(&names(), None, false, &[], &at(1, 1), life, Some(&k));
         assert_eq!(r.replies(), 2);
         let cmds = parse_commands(&r.bytes);
         let eval = &cmds[1];
-        assert_eq!(eval[1], KEYS_SCRIPT.as_bytes());
+        assert_eq!(eval[1], shas().1.as_bytes());
         assert_eq!(
             eval[3..6],
             [
