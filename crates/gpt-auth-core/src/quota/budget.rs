@@ -43,6 +43,16 @@ impl Amounts {
         self.cost = self.cost.saturating_sub(o.cost);
     }
 
+    /// `add` without the saturation, for counts that can never reach 2⁶⁴ in a period (what a
+    /// node has charged): four plain additions the compiler can do at once.
+    #[inline]
+    fn add_counted(&mut self, o: &Amounts) {
+        self.requests = self.requests.wrapping_add(o.requests);
+        self.input = self.input.wrapping_add(o.input);
+        self.output = self.output.wrapping_add(o.output);
+        self.cost = self.cost.wrapping_add(o.cost);
+    }
+
     pub fn plus(mut self, o: &Amounts) -> Amounts {
         self.add(o);
         self
@@ -263,15 +273,16 @@ impl Counters {
 
     /// Releases a reservation and charges what the request really used (in the periods current
     /// now).
+    #[inline]
     pub fn settle(&mut self, p: &Periods, reserved: &Amounts, actual: &Amounts) {
         self.reserved.sub(reserved);
         self.roll(p);
         self.day_used.add(actual);
         self.month_used.add(actual);
-        self.day_unsent.add(actual);
-        self.month_unsent.add(actual);
-        self.day_own.add(actual);
-        self.month_own.add(actual);
+        self.day_unsent.add_counted(actual);
+        self.month_unsent.add_counted(actual);
+        self.day_own.add_counted(actual);
+        self.month_own.add_counted(actual);
     }
 
     /// Charges without a reservation (amounts learnt afterwards, or synchronised).
