@@ -254,17 +254,21 @@ fn snapshot(zone: &Zone, p: &Periods) -> Vec<Entry> {
     let Some(shared) = zone::shared(zone) else { return Vec::new() };
     let mut table = shared.table.write();
     let mut out = Vec::new();
-    for (k, c) in table.iter_mut() {
-        if c.month != p.month {
+    for (k, slot) in table.iter_mut() {
+        let c = &mut slot.shares;
+        let this_month = c.month == p.month;
+        if !this_month && slot.counters.month != p.month {
             continue; // not seen this month: nothing of this month to send or learn
         }
-        let today = c.day == p.day;
+        let today = this_month && c.day == p.day;
+        let take =
+            |a: &mut Amounts, now: bool| if now { core::mem::take(a) } else { Amounts::default() };
         let e = Entry {
             key: k.as_bytes().to_vec(),
-            day_sent: if today { core::mem::take(&mut c.day_unsent) } else { Amounts::default() },
-            month_sent: core::mem::take(&mut c.month_unsent),
+            day_sent: take(&mut c.day_unsent, today),
+            month_sent: take(&mut c.month_unsent, this_month),
             day_own: if today { c.day_own } else { Amounts::default() },
-            month_own: c.month_own,
+            month_own: if this_month { c.month_own } else { Amounts::default() },
         };
         out.push(e);
     }
@@ -276,7 +280,7 @@ fn restore(zone: &Zone, p: &RoundId, entries: &[Entry]) {
     let Some(shared) = zone::shared(zone) else { return };
     let mut table = shared.table.write();
     for e in entries {
-        let Some(c) = table.get_mut(e.key.as_slice()) else { continue };
+        let Some(c) = table.get_mut(e.key.as_slice()).map(|s| &mut s.shares) else { continue };
         if c.month == p.month {
             c.month_unsent.add(&e.month_sent);
             if c.day == p.day {
@@ -298,17 +302,21 @@ fn apply(zone: &Zone, at: &RoundId, entries: &[Entry], o: &cluster::Outcome, log
     let Some(shared) = zone::shared(zone) else { return };
     let mut table = shared.table.write();
     for (e, totals) in entries.iter().zip(&o.totals) {
-        let Some(c) = table.get_mut(e.key.as_slice()) else { continue };
-        c.roll(p);
-        c.day_used = totals.day.plus(&c.day_unsent);
-        c.month_used = totals.month.plus(&c.month_unsent);
+        let Some(slot) = table.get_mut(e.key.as_slice()) else { continue };
+        slot.counters.roll(p);
+        slot.shares.roll(p);
+        slot.counters.day_used = totals.day.plus(&slot.shares.day_unsent);
+        slot.counters.month_used = totals.month.plus(&slot.shares.month_unsent);
     }
     for key in &o.known {
         if table.get(key.as_slice()).is_some() {
             continue;
         }
         match zone::entry(&mut table, key, p.month, zone, log) {
-            Ok(c) => c.roll(p),
+            Ok(slot) => {
+                slot.counters.roll(p);
+                slot.shares.roll(p);
+            }
             Err(_) => break, // the zone is full (logged once by the zone)
         }
     }

@@ -57,9 +57,9 @@ pub fn load(zone: &Zone, shared: &Shared, log: *mut ngx_log_t) {
 pub fn save(zone: &Zone, log: *mut ngx_log_t) {
     let Some(path) = &zone.state_file else { return };
     let month = zone.clock.periods(now()).month;
-    let entries = zone::entries(zone);
+    let entries = zone::shared(zone).map(zone::slots).unwrap_or_default();
     let mut text = state_file::write(
-        entries.iter().filter(|(_, c)| c.month == month).map(|(k, c)| (k.as_slice(), *c)),
+        entries.iter().filter(|(_, c, _)| c.month == month).map(|(k, c, s)| (k.as_slice(), *c, *s)),
     );
     for r in super::keys::list(zone, None) {
         text.push_str(&api_key::record_line(&r));

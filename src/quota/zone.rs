@@ -3,7 +3,8 @@
 //! read-write lock, so a check-and-count is atomic across workers (no lost updates; requests
 //! never overshoot a request budget).
 
-use gpt_auth_core::quota::{Amounts, Counters, Exceeded, Limits, Periods};
+use gpt_auth_core::quota::state_file::Entry;
+use gpt_auth_core::quota::{Amounts, Counters, Exceeded, Limits, Periods, Shares};
 use nginx_sys::ngx_log_t;
 use ngx::collections::RbTreeMap;
 use ngx::core::{NgxString, SlabPool};
@@ -13,8 +14,16 @@ use super::state;
 use crate::conf::Zone;
 use crate::ngx::shm;
 
+/// A key's counters, and what this node charged it (for a zone shared through Redis: kept
+/// apart, so that the request path copies only the counters).
+#[derive(Clone, Copy, Default)]
+pub struct Slot {
+    pub counters: Counters,
+    pub shares: Shares,
+}
+
 /// Encoded key → counters.
-pub type Table = RbTreeMap<NgxString<SlabPool>, Counters, SlabPool>;
+pub type Table = RbTreeMap<NgxString<SlabPool>, Slot, SlabPool>;
 
 /// What the zone holds. The version guards a zone kept across a reload that loaded another
 /// build of the module (dynamic modules are loaded again on reload): a zone of another layout
@@ -97,20 +106,22 @@ pub fn admit(
     let mut table = shared.table.write();
     if let [k] = keys {
         // One key (no groups): checked and reserved in one lookup.
-        let c = entry(&mut table, k.key, p.month, zone, log)?;
+        let slot = entry(&mut table, k.key, p.month, zone, log)?;
+        let c = &mut slot.counters;
         c.roll(p);
         if let Some(e) = c.exceeded(p, k.limits) {
             return Ok(Admission::Refused(0, e));
         }
         if charge_now {
             c.charge(p, estimate);
+            slot.shares.count(p, estimate);
         } else {
             c.reserved.add(estimate);
         }
-        return Ok(Admission::Admitted(*c));
+        return Ok(Admission::Admitted(slot.counters));
     }
     for (i, k) in keys.iter().enumerate() {
-        let c = entry(&mut table, k.key, p.month, zone, log)?;
+        let c = &mut entry(&mut table, k.key, p.month, zone, log)?.counters;
         c.roll(p);
         if let Some(e) = c.exceeded(p, k.limits) {
             return Ok(Admission::Refused(i, e));
@@ -118,14 +129,15 @@ pub fn admit(
     }
     let mut first = Counters::default();
     for (i, k) in keys.iter().enumerate() {
-        let c = entry(&mut table, k.key, p.month, zone, log)?;
+        let slot = entry(&mut table, k.key, p.month, zone, log)?;
         if charge_now {
-            c.charge(p, estimate);
+            slot.counters.charge(p, estimate);
+            slot.shares.count(p, estimate);
         } else {
-            c.reserved.add(estimate);
+            slot.counters.reserved.add(estimate);
         }
         if i == 0 {
-            first = *c;
+            first = slot.counters;
         }
     }
     Ok(Admission::Admitted(first))
@@ -147,14 +159,16 @@ pub fn settle(
     let mut table = shared.table.write();
     let mut out = Vec::with_capacity(keys.len());
     for k in keys {
-        let Ok(c) = entry(&mut table, k, p.month, zone, log) else { continue };
-        let before = *c;
-        c.settle(p, reserved, actual);
-        out.push((before, *c));
+        let Ok(slot) = entry(&mut table, k, p.month, zone, log) else { continue };
+        let before = slot.counters;
+        slot.counters.settle(p, reserved, actual);
+        slot.shares.count(p, actual);
+        out.push((before, slot.counters));
     }
     for k in extra {
-        if let Ok(c) = entry(&mut table, k, p.month, zone, log) {
-            c.charge(p, actual);
+        if let Ok(slot) = entry(&mut table, k, p.month, zone, log) {
+            slot.counters.charge(p, actual);
+            slot.shares.count(p, actual);
         }
     }
     out
@@ -166,8 +180,8 @@ pub fn update(zone: &Zone, key: &[u8], p: &Periods, f: impl FnOnce(&mut Counters
     let Some(shared) = shared(zone) else { return false };
     let mut table = shared.table.write();
     match entry(&mut table, key, p.month, zone, crate::ngx::cycle_log()) {
-        Ok(c) => {
-            f(c);
+        Ok(slot) => {
+            f(&mut slot.counters);
             true
         }
         Err(_) => false,
@@ -182,12 +196,12 @@ pub fn entry<'t>(
     month: u32,
     zone: &Zone,
     log: *mut ngx_log_t,
-) -> Result<&'t mut Counters, QuotaError> {
+) -> Result<&'t mut Slot, QuotaError> {
     // One tree lookup (a SipHash of the key) for a key already there, as on every request of a
     // known user. The borrow checker cannot yet return a borrow from one branch and borrow
     // again in the other (NLL "problem case #3"): the entry found goes out as a raw pointer.
     if let Some(c) = table.get_mut(key) {
-        let c: *mut Counters = c;
+        let c: *mut Slot = c;
         // SAFETY: `c` points into `table`, which stays mutably borrowed for 't and is not
         // touched again before the reference is returned.
         return Ok(unsafe { &mut *c });
@@ -207,7 +221,7 @@ fn insert(
         let alloc = table.allocator().clone();
         let inserted = NgxString::try_from_bytes_in(key, alloc)
             .ok()
-            .is_some_and(|name| table.try_insert(name, Counters::default()).is_ok());
+            .is_some_and(|name| table.try_insert(name, Slot::default()).is_ok());
         if inserted {
             zone.full_logged.set(false);
             return Ok(());
@@ -231,7 +245,7 @@ fn insert(
 fn evict_stale(table: &mut Table, month: u32) {
     let stale: Vec<Vec<u8>> = table
         .iter()
-        .filter(|(_, c)| c.month != month && c.reserved == Amounts::default())
+        .filter(|(_, s)| s.counters.month != month && s.counters.reserved == Amounts::default())
         .map(|(k, _)| k.as_bytes().to_vec())
         .collect();
     for k in stale {
@@ -239,26 +253,32 @@ fn evict_stale(table: &mut Table, month: u32) {
     }
 }
 
-/// Every key's counters (for the report and the state file).
+/// Every key's counters (for the report).
 pub fn entries(zone: &Zone) -> Vec<(Vec<u8>, Counters)> {
     let Some(shared) = shared(zone) else { return Vec::new() };
     let table = shared.table.read();
-    table.iter().map(|(k, c)| (k.as_bytes().to_vec(), *c)).collect()
+    table.iter().map(|(k, s)| (k.as_bytes().to_vec(), s.counters)).collect()
+}
+
+/// Every key's counters and shares (for the state file and a zone's successor).
+pub fn slots(shared: &Shared) -> Vec<Entry> {
+    let table = shared.table.read();
+    table.iter().map(|(k, s)| (k.as_bytes().to_vec(), s.counters, s.shares)).collect()
 }
 
 /// One key's counters.
 pub fn get(zone: &Zone, key: &[u8]) -> Option<Counters> {
-    shared(zone)?.table.read().get(key).copied()
+    shared(zone)?.table.read().get(key).map(|s| s.counters)
 }
 
 /// Puts counters into a new zone's table; returns how many fitted.
-pub fn load(shared: &Shared, entries: Vec<(Vec<u8>, Counters)>) -> usize {
+pub fn load(shared: &Shared, entries: Vec<Entry>) -> usize {
     let mut table = shared.table.write();
     let mut loaded = 0;
-    for (key, counters) in entries {
+    for (key, counters, shares) in entries {
         let alloc = table.allocator().clone();
         let Ok(key) = NgxString::try_from_bytes_in(&key, alloc) else { break };
-        if table.try_insert(key, counters).is_err() {
+        if table.try_insert(key, Slot { counters, shares }).is_err() {
             break;
         }
         loaded += 1;
@@ -315,7 +335,7 @@ ngx_entry! {
 
 /// The entries of the running configuration's zone of this name, if it is ours: read while
 /// nginx builds the new configuration (the old zone is still mapped).
-type Previous = (Vec<(Vec<u8>, Counters)>, Vec<gpt_auth_core::api_key::Record>);
+type Previous = (Vec<Entry>, Vec<gpt_auth_core::api_key::Record>);
 
 fn previous(name: &nginx_sys::ngx_str_t) -> Option<Previous> {
     // SAFETY: the module tag identifies our zones; their data is a Shared (checked by magic).
@@ -323,8 +343,6 @@ fn previous(name: &nginx_sys::ngx_str_t) -> Option<Previous> {
     if old.magic != MAGIC {
         return None;
     }
-    let table = old.table.read();
-    let entries = table.iter().map(|(k, c)| (k.as_bytes().to_vec(), *c)).collect();
-    drop(table); // records_of takes the lock itself
+    let entries = slots(old); // each takes the lock itself
     Some((entries, super::keys::records_of(old)))
 }

@@ -46,7 +46,7 @@ impl Amounts {
     /// `add` without the saturation, for counts that can never reach 2⁶⁴ in a period (what a
     /// node has charged): four plain additions the compiler can do at once.
     #[inline]
-    fn add_counted(&mut self, o: &Amounts) {
+    pub(crate) fn add_counted(&mut self, o: &Amounts) {
         self.requests = self.requests.wrapping_add(o.requests);
         self.input = self.input.wrapping_add(o.input);
         self.output = self.output.wrapping_add(o.output);
@@ -175,16 +175,52 @@ pub struct Counters {
     /// Top-ups granted for the current day and month (added to the caps).
     pub day_bonus: Amounts,
     pub month_bonus: Amounts,
-    /// Charged here but not yet sent to the cluster's totals (a zone synchronised through
-    /// Redis, [`super::cluster`]): what this node adds to the day's and the month's totals at
-    /// its next round. Kept for every zone (two additions per charge), so that a zone that
-    /// starts synchronising sends what it counted before.
+}
+
+/// What this node charged a key, for a zone shared through Redis ([`super::cluster`]), kept
+/// beside the key's [`Counters`] (the request path copies those; these only grow). Kept for
+/// every zone (four additions per charge), so that a zone that starts being shared sends what
+/// it counted before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shares {
+    pub day: u32,
+    pub month: u32,
+    /// Not yet sent: what this node adds to the day's and the month's totals at its next
+    /// round.
     pub day_unsent: Amounts,
     pub month_unsent: Amounts,
-    /// Everything this node charged in the current day and month (sent or not): its own
-    /// share of the cluster's totals, which a Redis that lost its data gets back from it.
+    /// Everything this node charged in the day and the month (sent or not): its own share of
+    /// the cluster's totals, which a Redis that lost its data gets back from it.
     pub day_own: Amounts,
     pub month_own: Amounts,
+}
+
+impl Shares {
+    /// Starts new periods where the clock moved on: a day that ended no longer decides any
+    /// budget, so what it did not send is dropped (the month keeps it).
+    #[inline]
+    pub fn roll(&mut self, p: &Periods) {
+        if self.day != p.day {
+            self.day = p.day;
+            self.day_unsent = Amounts::default();
+            self.day_own = Amounts::default();
+        }
+        if self.month != p.month {
+            self.month = p.month;
+            self.month_unsent = Amounts::default();
+            self.month_own = Amounts::default();
+        }
+    }
+
+    /// Counts what a request was charged.
+    #[inline]
+    pub fn count(&mut self, p: &Periods, actual: &Amounts) {
+        self.roll(p);
+        self.day_unsent.add_counted(actual);
+        self.month_unsent.add_counted(actual);
+        self.day_own.add_counted(actual);
+        self.month_own.add_counted(actual);
+    }
 }
 
 /// A refusal: which budget is used up, and until when.
@@ -209,16 +245,11 @@ impl Counters {
             self.day = p.day;
             self.day_used = Amounts::default();
             self.day_bonus = Amounts::default();
-            // A day that ended: its budget no longer decides anything (see `cluster`).
-            self.day_unsent = Amounts::default();
-            self.day_own = Amounts::default();
         }
         if self.month != p.month {
             self.month = p.month;
             self.month_used = Amounts::default();
             self.month_bonus = Amounts::default();
-            self.month_unsent = Amounts::default();
-            self.month_own = Amounts::default();
         }
     }
 
@@ -279,10 +310,6 @@ impl Counters {
         self.roll(p);
         self.day_used.add(actual);
         self.month_used.add(actual);
-        self.day_unsent.add_counted(actual);
-        self.month_unsent.add_counted(actual);
-        self.day_own.add_counted(actual);
-        self.month_own.add_counted(actual);
     }
 
     /// Charges without a reservation (amounts learnt afterwards, or synchronised).

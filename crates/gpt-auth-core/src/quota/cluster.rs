@@ -4,9 +4,10 @@
 //!
 //! **The model.** Every node counts in its own shared memory as without Redis; each key's
 //! [`Counters`](super::Counters) hold the node's *view* of the cluster's totals (`day_used`,
-//! `month_used`: the totals Redis gave at the last round plus what the node charged since) and
-//! what it charged since it last sent (`day_unsent`, `month_unsent`). Admission reads the view
-//! only, so the request path never waits for Redis.
+//! `month_used`: the totals Redis gave at the last round plus what the node charged since), and
+//! its [`Shares`](super::Shares) what it charged since it last sent (`day_unsent`,
+//! `month_unsent`) and in all (`day_own`, `month_own`). Admission reads the view only, so the
+//! request path never waits for Redis.
 //!
 //! **A round** (one [`SCRIPT`] call per batch of keys, atomic in Redis) adds each key's unsent
 //! amounts to the node's own fields of the key's day and month hashes (`HINCRBY` on

@@ -12,7 +12,7 @@ pub mod overrides;
 pub mod report;
 pub mod state_file;
 
-pub use budget::{Amounts, Caps, Counters, Exceeded, Limits, Period, Unit};
+pub use budget::{Amounts, Caps, Counters, Exceeded, Limits, Period, Shares, Unit};
 pub use key::Key;
 pub use overrides::{Overrides, OverridesError};
 

@@ -17,7 +17,7 @@
 //! Version 1 (read): `gpt_auth_quota 1`, then `<email> <day> <day_used> <month> <month_used>`
 //! (requests only).
 
-use super::budget::{Amounts, Counters};
+use super::budget::{Amounts, Counters, Shares};
 use super::key::Key;
 use crate::session::valid_email;
 
@@ -78,11 +78,13 @@ fn push_amounts(out: &mut String, a: &Amounts) {
     out.push_str(&format!(" {} {} {} {}", a.requests, a.input, a.output, a.cost));
 }
 
-/// The file's text for these (encoded key, counters) entries.
-pub fn write<'a>(entries: impl Iterator<Item = (&'a [u8], Counters)>) -> String {
+/// The file's text for these (encoded key, counters, this node's shares) entries.
+pub fn write<'a>(entries: impl Iterator<Item = (&'a [u8], Counters, Shares)>) -> String {
     let mut out = String::from(HEADER);
     out.push('\n');
-    for (key, c) in entries {
+    for (key, c, sh) in entries {
+        // Shares of other periods than the counters' are of no use (written as none).
+        let sh = if (sh.day, sh.month) == (c.day, c.month) { sh } else { Shares::default() };
         let Some(key) = Key::decode(key) else { continue };
         out.push_str(&key_text(&key));
         out.push_str(&format!(" {} {}", c.day, c.month));
@@ -91,10 +93,10 @@ pub fn write<'a>(entries: impl Iterator<Item = (&'a [u8], Counters)>) -> String 
             &c.month_used,
             &c.day_bonus,
             &c.month_bonus,
-            &c.day_unsent,
-            &c.month_unsent,
-            &c.day_own,
-            &c.month_own,
+            &sh.day_unsent,
+            &sh.month_unsent,
+            &sh.day_own,
+            &sh.month_own,
         ] {
             push_amounts(&mut out, a);
         }
@@ -103,8 +105,11 @@ pub fn write<'a>(entries: impl Iterator<Item = (&'a [u8], Counters)>) -> String 
     out
 }
 
-/// The entries of a state file (encoded keys), version 3, 2 or 1.
-pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
+/// An entry of the state file: the encoded key, its counters and this node's shares.
+pub type Entry = (Vec<u8>, Counters, Shares);
+
+/// The entries of a state file, version 3, 2 or 1.
+pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
     let mut lines = text.lines().enumerate();
     let version = match lines.next() {
         Some((_, HEADER)) => 3,
@@ -124,6 +129,7 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
         let key = parse_key(f.first().ok_or_else(bad)?).ok_or_else(bad)?;
         let n = |s: &str| s.parse::<u64>().map_err(|_| bad());
         let p = |s: &str| s.parse::<u32>().map_err(|_| bad());
+        let mut shares = Shares::default();
         let c = if v1 {
             let [_, d, du, m, mu] = f.as_slice() else { return Err(bad()) };
             Counters {
@@ -146,7 +152,7 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
                     cost: n(f[i + 3])?,
                 })
             };
-            Counters {
+            let c = Counters {
                 day: p(f[1])?,
                 month: p(f[2])?,
                 day_used: a(3)?,
@@ -154,13 +160,20 @@ pub fn parse(text: &str) -> Result<Vec<(Vec<u8>, Counters)>, String> {
                 day_bonus: a(11)?,
                 month_bonus: a(15)?,
                 reserved: Amounts::default(),
-                day_unsent: if version == 3 { a(19)? } else { Amounts::default() },
-                month_unsent: if version == 3 { a(23)? } else { Amounts::default() },
-                day_own: if version == 3 { a(27)? } else { Amounts::default() },
-                month_own: if version == 3 { a(31)? } else { Amounts::default() },
+            };
+            if version == 3 {
+                shares = Shares {
+                    day: c.day,
+                    month: c.month,
+                    day_unsent: a(19)?,
+                    month_unsent: a(23)?,
+                    day_own: a(27)?,
+                    month_own: a(31)?,
+                };
             }
+            c
         };
-        out.push((key.encode(), c));
+        out.push((key.encode(), c, shares));
     }
     Ok(out)
 }
@@ -180,6 +193,10 @@ mod tests {
             day_bonus: Amounts::default(),
             month_bonus: Amounts { cost: 5, ..Default::default() },
             reserved: Amounts { requests: 3, ..Default::default() },
+        };
+        let sh = Shares {
+            day: 20000,
+            month: 671,
             day_unsent: Amounts { requests: 2, input: 10, output: 5, cost: 1 },
             month_unsent: Amounts { requests: 4, input: 20, output: 10, cost: 2 },
             day_own: Amounts { requests: 6, input: 30, output: 15, cost: 3 },
@@ -190,14 +207,18 @@ mod tests {
             Key::Group("research & dev".into()).encode(),
             Key::Model { email: "a:b@example.com".into(), model: "gpt-4o/2024 x".into() }.encode(),
         ];
-        let text = write(keys.iter().map(|k| (k.as_slice(), c)));
+        let text = write(keys.iter().map(|k| (k.as_slice(), c, sh)));
         assert!(text.starts_with("gpt_auth_quota 3\nalice@example.com 20000 671 7 100 50 12 99 "));
         assert!(text.contains(" 0 0 0 5 2 10 5 1 4 20 10 2 6 30 15 3 8 40 20 4\n"), "{text}");
         assert!(text.contains("\ngroup:research%20%26%20dev "));
         assert!(text.contains("\nmodel:a%3Ab%40example.com/gpt-4o%2F2024%20x "));
         let back = parse(&text).unwrap();
         let saved = Counters { reserved: Amounts::default(), ..c };
-        assert_eq!(back, keys.iter().map(|k| (k.clone(), saved)).collect::<Vec<_>>());
+        assert_eq!(back, keys.iter().map(|k| (k.clone(), saved, sh)).collect::<Vec<_>>());
+        // Shares of another day than the counters' are written as none.
+        let old = Shares { day: 19999, ..sh };
+        let text = write(keys[..1].iter().map(|k| (k.as_slice(), c, old)));
+        assert!(text.contains(" 0 0 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"), "{text}");
     }
 
     #[test]
@@ -217,10 +238,9 @@ mod tests {
         let v2 = "gpt_auth_quota 2\nalice@example.com 20000 671 7 100 50 12 99 1000 500 120 \
                   0 0 0 0 0 0 0 5\n";
         let back = parse(v2).unwrap();
-        let c = back[0].1;
+        let (c, sh) = (back[0].1, back[0].2);
         assert_eq!((c.day_used.input, c.month_used.cost, c.month_bonus.cost), (100, 120, 5));
-        assert_eq!((c.day_unsent, c.month_unsent), (Amounts::default(), Amounts::default()));
-        assert_eq!((c.day_own, c.month_own), (Amounts::default(), Amounts::default()));
+        assert_eq!(sh, Shares::default());
         // A version 2 line has 19 fields, a version 3 line 35: each is refused under the other.
         assert!(parse(&v2.replace("quota 2", "quota 3")).is_err());
     }
