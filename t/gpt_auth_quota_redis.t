@@ -142,7 +142,7 @@ my @bad = (
 	[ 'gpt_auth_quota_redis zone=chat server=127.0.0.1:1 colour=red;', qr/invalid parameter "colour=red"/, 'unknown parameter' ],
 );
 
-my $plan = 51 + @bad;
+my $plan = 54 + @bad;
 $ta->plan($plan);
 
 for my $b (@bad) {
@@ -363,6 +363,19 @@ $ta->run();
 get('A', $alice . '.x') for 1 .. 2;
 rounds();
 is($redis->total("t:chat:d:$p->{day}:$alice.x", 'requests'), 2, 'server=unix:PATH: counts reach Redis');
+
+# an ACL user (user= and its password)
+
+is(redis('ACL', 'SETUSER', 'gpt', 'on', '>acl-pw-1', '~t:*', '+@all'), 'OK', 'ACL user made');
+$ta->write_file('acl.pw', "acl-pw-1\n");
+$ta->stop();
+$ma = log_offset($ta);
+node_conf($ta, 8081, 8083, pwfile => "$dir/acl.pw user=gpt");
+$ta->run();
+get('A', $alice . '.y');
+rounds();
+is($redis->total("t:chat:d:$p->{day}:$alice.y", 'requests'), 1, 'user=NAME: counts reach Redis');
+unlike(log_since($ta, $ma), qr/\[error\]/, 'no error with the ACL user');
 
 # a wrong password: the error names the refusal, the node goes on
 

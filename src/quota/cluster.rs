@@ -249,28 +249,29 @@ fn address(zone: &Zone) -> &str {
     zone.redis.get().map_or("?", |r| r.address.as_str())
 }
 
-/// Every key of the current month: what it has not sent (taken), and all this node counted.
+/// Every key of the current month: what it has not sent (taken), and all this node counted. A
+/// key without shares (counted before the zone was shared) has counted all of it here.
 fn snapshot(zone: &Zone, p: &Periods) -> Vec<Entry> {
     let Some(shared) = zone::shared(zone) else { return Vec::new() };
     let mut table = shared.table.write();
+    let alloc = table.allocator().clone();
     let mut out = Vec::new();
     for (k, slot) in table.iter_mut() {
-        let c = &mut slot.shares;
-        let this_month = c.month == p.month;
-        if !this_month && slot.counters.month != p.month {
+        if slot.counters.month != p.month {
             continue; // not seen this month: nothing of this month to send or learn
         }
-        let today = this_month && c.day == p.day;
+        let Some(sh) = slot.shares(&alloc) else { continue }; // no room: sent when there is
+        sh.roll(p);
+        let today = sh.day == p.day;
         let take =
             |a: &mut Amounts, now: bool| if now { core::mem::take(a) } else { Amounts::default() };
-        let e = Entry {
+        out.push(Entry {
             key: k.as_bytes().to_vec(),
-            day_sent: take(&mut c.day_unsent, today),
-            month_sent: take(&mut c.month_unsent, this_month),
-            day_own: if today { c.day_own } else { Amounts::default() },
-            month_own: if this_month { c.month_own } else { Amounts::default() },
-        };
-        out.push(e);
+            day_sent: take(&mut sh.day_unsent, today),
+            month_sent: take(&mut sh.month_unsent, true),
+            day_own: if today { sh.day_own } else { Amounts::default() },
+            month_own: sh.month_own,
+        });
     }
     out
 }
@@ -279,8 +280,11 @@ fn snapshot(zone: &Zone, p: &Periods) -> Vec<Entry> {
 fn restore(zone: &Zone, p: &RoundId, entries: &[Entry]) {
     let Some(shared) = zone::shared(zone) else { return };
     let mut table = shared.table.write();
+    let alloc = table.allocator().clone();
     for e in entries {
-        let Some(c) = table.get_mut(e.key.as_slice()).map(|s| &mut s.shares) else { continue };
+        let Some(c) = table.get_mut(e.key.as_slice()).and_then(|s| s.shares(&alloc)) else {
+            continue;
+        };
         if c.month == p.month {
             c.month_unsent.add(&e.month_sent);
             if c.day == p.day {
@@ -301,12 +305,17 @@ fn apply(zone: &Zone, at: &RoundId, entries: &[Entry], o: &cluster::Outcome, log
     let p = &p;
     let Some(shared) = zone::shared(zone) else { return };
     let mut table = shared.table.write();
+    let alloc = table.allocator().clone();
     for (e, totals) in entries.iter().zip(&o.totals) {
         let Some(slot) = table.get_mut(e.key.as_slice()) else { continue };
+        let unsent = slot.shares(&alloc).map(|sh| {
+            sh.roll(p);
+            (sh.day_unsent, sh.month_unsent)
+        });
+        let Some((day_unsent, month_unsent)) = unsent else { continue };
         slot.counters.roll(p);
-        slot.shares.roll(p);
-        slot.counters.day_used = totals.day.plus(&slot.shares.day_unsent);
-        slot.counters.month_used = totals.month.plus(&slot.shares.month_unsent);
+        slot.counters.day_used = totals.day.plus(&day_unsent);
+        slot.counters.month_used = totals.month.plus(&month_unsent);
     }
     for key in &o.known {
         if table.get(key.as_slice()).is_some() {
@@ -315,7 +324,10 @@ fn apply(zone: &Zone, at: &RoundId, entries: &[Entry], o: &cluster::Outcome, log
         match zone::entry(&mut table, key, p.month, zone, log) {
             Ok(slot) => {
                 slot.counters.roll(p);
-                slot.shares.roll(p);
+                // Nothing of it counted here: its shares are none.
+                let mut none = gpt_auth_core::quota::Shares::default();
+                none.roll(p);
+                slot.set_shares(&alloc, none);
             }
             Err(_) => break, // the zone is full (logged once by the zone)
         }

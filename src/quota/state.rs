@@ -40,7 +40,7 @@ pub fn load(zone: &Zone, shared: &Shared, log: *mut ngx_log_t) {
             return;
         }
     };
-    let loaded = zone::load(shared, entries);
+    let loaded = zone::load(shared, entries, zone.redis.get().is_some());
     let records = text.lines().filter_map(api_key::parse_record).collect();
     let keys = super::keys::load(shared, records);
     notice!(

@@ -3,9 +3,12 @@
 //! read-write lock, so a check-and-count is atomic across workers (no lost updates; requests
 //! never overshoot a request budget).
 
+use core::ptr::NonNull;
+
 use gpt_auth_core::quota::state_file::Entry;
 use gpt_auth_core::quota::{Amounts, Counters, Exceeded, Limits, Periods, Shares};
 use nginx_sys::ngx_log_t;
+use ngx::allocator::Allocator;
 use ngx::collections::RbTreeMap;
 use ngx::core::{NgxString, SlabPool};
 use ngx::sync::RwLock;
@@ -14,12 +17,47 @@ use super::state;
 use crate::conf::Zone;
 use crate::ngx::shm;
 
-/// A key's counters, and what this node charged it (for a zone shared through Redis: kept
-/// apart, so that the request path copies only the counters).
+/// A key's counters, and (in a zone shared through Redis) what this node charged it: allocated
+/// apart in the zone, so that other zones spend 8 bytes a key on it and the request path copies
+/// only the counters.
 #[derive(Clone, Copy, Default)]
 pub struct Slot {
     pub counters: Counters,
-    pub shares: Shares,
+    shares: Option<NonNull<Shares>>,
+}
+
+impl Slot {
+    /// This node's shares of the key (allocated at first use; a key without them has counted
+    /// only here: all of its counters are this node's own, none sent). `None`: no room.
+    pub fn shares(&mut self, alloc: &SlabPool) -> Option<&mut Shares> {
+        if self.shares.is_none() {
+            self.shares = ngx::allocator::allocate(all_own(&self.counters), alloc).ok();
+        }
+        // SAFETY: allocated in the zone's slab pool for this slot, freed only with it (`free`);
+        // the zone's write lock, held by whoever has `&mut Slot`, orders every access.
+        self.shares.map(|p| unsafe { &mut *p.as_ptr() })
+    }
+
+    /// The shares as they are (without allocating).
+    pub fn shares_now(&self) -> Shares {
+        // SAFETY: as in `shares`; the caller holds the zone's lock.
+        self.shares.map_or_else(|| all_own(&self.counters), |p| unsafe { *p.as_ptr() })
+    }
+
+    /// Sets the shares (a key learnt from Redis has none of its own; a loaded one its saved).
+    pub fn set_shares(&mut self, alloc: &SlabPool, sh: Shares) {
+        if let Some(s) = self.shares(alloc) {
+            *s = sh;
+        }
+    }
+
+    /// Frees the shares, before the slot is removed.
+    fn free(&mut self, alloc: &SlabPool) {
+        if let Some(p) = self.shares.take() {
+            // SAFETY: allocated by `shares` with this layout, in this pool, and not used again.
+            unsafe { alloc.deallocate(p.cast(), core::alloc::Layout::new::<Shares>()) };
+        }
+    }
 }
 
 /// Encoded key → counters.
@@ -53,6 +91,21 @@ impl Shared {
         let p = self.keys.load(core::sync::atomic::Ordering::Acquire);
         // SAFETY: as in `with_keys`; the write lock gives the only access.
         unsafe { p.as_mut() }.map(f)
+    }
+}
+
+/// Counts what a key was charged in this node's shares, in a zone shared through Redis (a key
+/// without shares yet gets them from its counters, which already hold the charge).
+#[inline]
+fn count_share(zone: &Zone, alloc: &SlabPool, slot: &mut Slot, p: &Periods, amount: &Amounts) {
+    if zone.redis.get().is_none() {
+        return;
+    }
+    let fresh = slot.shares.is_none();
+    if let Some(s) = slot.shares(alloc) {
+        if !fresh {
+            s.count(p, amount);
+        }
     }
 }
 
@@ -106,6 +159,7 @@ pub fn admit(
     let mut table = shared.table.write();
     if let [k] = keys {
         // One key (no groups): checked and reserved in one lookup.
+        let alloc = table.allocator().clone();
         let slot = entry(&mut table, k.key, p.month, zone, log)?;
         let c = &mut slot.counters;
         c.roll(p);
@@ -114,7 +168,7 @@ pub fn admit(
         }
         if charge_now {
             c.charge(p, estimate);
-            slot.shares.count(p, estimate);
+            count_share(zone, &alloc, slot, p, estimate);
         } else {
             c.reserved.add(estimate);
         }
@@ -127,12 +181,13 @@ pub fn admit(
             return Ok(Admission::Refused(i, e));
         }
     }
+    let alloc = table.allocator().clone();
     let mut first = Counters::default();
     for (i, k) in keys.iter().enumerate() {
         let slot = entry(&mut table, k.key, p.month, zone, log)?;
         if charge_now {
             slot.counters.charge(p, estimate);
-            slot.shares.count(p, estimate);
+            count_share(zone, &alloc, slot, p, estimate);
         } else {
             slot.counters.reserved.add(estimate);
         }
@@ -158,17 +213,18 @@ pub fn settle(
     let Some(shared) = shared(zone) else { return Vec::new() };
     let mut table = shared.table.write();
     let mut out = Vec::with_capacity(keys.len());
+    let alloc = table.allocator().clone();
     for k in keys {
         let Ok(slot) = entry(&mut table, k, p.month, zone, log) else { continue };
         let before = slot.counters;
         slot.counters.settle(p, reserved, actual);
-        slot.shares.count(p, actual);
         out.push((before, slot.counters));
+        count_share(zone, &alloc, slot, p, actual);
     }
     for k in extra {
         if let Ok(slot) = entry(&mut table, k, p.month, zone, log) {
             slot.counters.charge(p, actual);
-            slot.shares.count(p, actual);
+            count_share(zone, &alloc, slot, p, actual);
         }
     }
     out
@@ -248,7 +304,11 @@ fn evict_stale(table: &mut Table, month: u32) {
         .filter(|(_, s)| s.counters.month != month && s.counters.reserved == Amounts::default())
         .map(|(k, _)| k.as_bytes().to_vec())
         .collect();
+    let alloc = table.allocator().clone();
     for k in stale {
+        if let Some(slot) = table.get_mut(k.as_slice()) {
+            slot.free(&alloc);
+        }
         table.remove(k.as_slice());
     }
 }
@@ -260,10 +320,23 @@ pub fn entries(zone: &Zone) -> Vec<(Vec<u8>, Counters)> {
     table.iter().map(|(k, s)| (k.as_bytes().to_vec(), s.counters)).collect()
 }
 
-/// Every key's counters and shares (for the state file and a zone's successor).
+/// What a node that does not share its zone has charged a key: all of it, none sent yet (so
+/// that a zone that starts being shared sends what it counted before).
+pub fn all_own(c: &Counters) -> Shares {
+    Shares {
+        day: c.day,
+        month: c.month,
+        day_unsent: c.day_used,
+        month_unsent: c.month_used,
+        day_own: c.day_used,
+        month_own: c.month_used,
+    }
+}
+
+/// Every key's counters and this node's shares (for the state file and a zone's successor).
 pub fn slots(shared: &Shared) -> Vec<Entry> {
     let table = shared.table.read();
-    table.iter().map(|(k, s)| (k.as_bytes().to_vec(), s.counters, s.shares)).collect()
+    table.iter().map(|(k, s)| (k.as_bytes().to_vec(), s.counters, s.shares_now())).collect()
 }
 
 /// One key's counters.
@@ -271,14 +344,23 @@ pub fn get(zone: &Zone, key: &[u8]) -> Option<Counters> {
     shared(zone)?.table.read().get(key).map(|s| s.counters)
 }
 
-/// Puts counters into a new zone's table; returns how many fitted.
-pub fn load(shared: &Shared, entries: Vec<Entry>) -> usize {
+/// Puts counters into a new zone's table (and, for a zone shared through Redis, this node's
+/// shares); returns how many fitted.
+pub fn load(shared: &Shared, entries: Vec<Entry>, synced: bool) -> usize {
     let mut table = shared.table.write();
     let mut loaded = 0;
+    let alloc = table.allocator().clone();
     for (key, counters, shares) in entries {
-        let alloc = table.allocator().clone();
-        let Ok(key) = NgxString::try_from_bytes_in(&key, alloc) else { break };
-        if table.try_insert(key, Slot { counters, shares }).is_err() {
+        let mut slot = Slot { counters, shares: None };
+        if synced {
+            slot.set_shares(&alloc, shares);
+        }
+        let Ok(name) = NgxString::try_from_bytes_in(&key, alloc.clone()) else {
+            slot.free(&alloc);
+            break;
+        };
+        if table.try_insert(name, slot).is_err() {
+            slot.free(&alloc);
             break;
         }
         loaded += 1;
@@ -321,7 +403,7 @@ ngx_entry! {
         if let shm::Init::Created(shared) = made {
             match previous(&name) {
                 Some((entries, keys)) => {
-                    let n = load(shared, entries);
+                    let n = load(shared, entries, zone.redis.get().is_some());
                     let k = super::keys::load(shared, keys);
                     notice!(log, "gpt_auth_quota_zone \"{}\": {} users and groups and {} API \
                                   keys taken over from the previous configuration", zone.name, n, k);
