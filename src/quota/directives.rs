@@ -23,7 +23,7 @@ use crate::ngx::conf::{add_shared_zone, parse_size, read_conf_file};
 use crate::ngx::peer::Address;
 use crate::ngx::{ConfError, NgxConfExt};
 
-/// Smallest zone accepted (a key, a user or a user's model, takes about 290 bytes: 32k hold
+/// Smallest zone accepted (a key, a user or a user's model, takes about 300 bytes: 32k hold
 /// about a hundred).
 const MIN_ZONE_SIZE: usize = 32 * 1024;
 
