@@ -142,7 +142,7 @@ my @bad = (
 	[ 'gpt_auth_quota_redis zone=chat server=127.0.0.1:1 colour=red;', qr/invalid parameter "colour=red"/, 'unknown parameter' ],
 );
 
-my $plan = 54 + @bad;
+my $plan = 57 + @bad;
 $ta->plan($plan);
 
 for my $b (@bad) {
@@ -320,12 +320,23 @@ is(redis('SISMEMBER', 't:chat:apikeys:revoked', $made->{id}), 1, 'Redis lists th
 # the scripts flushed from Redis (SCRIPT FLUSH, or a restart between two rounds): sent again
 # at once, without a failure
 
+my sub script_loads {
+	my ($calls) = redis('INFO', 'commandstats') =~ /cmdstat_script\|load:calls=(\d+)/;
+	return $calls // 0;
+}
+my $loads = script_loads();
+ok($loads >= 2, "the scripts were loaded ($loads SCRIPT LOADs: each node's first round)");
+get('A', $bob);
+rounds(5);
+is(script_loads(), $loads, 'rounds call the scripts by SHA-1: no SCRIPT LOAD while Redis has them');
+
 $ma = log_offset($ta);
 my $carol_day = "t:chat:d:$p->{day}:carol\@example.com";
 is(redis('SCRIPT', 'FLUSH'), 'OK', 'scripts flushed');
 get('A', 'carol@example.com') for 1 .. 2;
 rounds();
 is($redis->total($carol_day, 'requests'), 2, 'the counts still reach Redis');
+ok(script_loads() > $loads, 'after the scripts were loaded again');
 unlike(log_since($ta, $ma), qr/\[error\]/, 'and nothing is logged as a failure');
 
 # an administrator's reset is refused for now (the next round would undo it)

@@ -183,12 +183,21 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
         // event loop touches it, one round at a time.
         let Some(sync) = (unsafe { sync_ptr.as_mut() }) else { return };
         let outcome = match result {
-            Ok(b) => cluster::outcome(&round, &b).map_err(|e| e.to_string()),
+            Ok(b) => cluster::outcome(&round, &b).map_err(Ok),
             // An error answered before the connection ended says more than the end does.
-            Err((f, partial)) => {
-                Err(cluster::early_error(&partial).map_or_else(|| f.to_string(), |e| e.to_string()))
-            }
+            Err((f, partial)) => Err(cluster::early_error(&partial).ok_or(f)),
         };
+        sync.loaded = outcome.is_ok();
+        if matches!(outcome, Err(Ok(cluster::ReplyError::NoScript))) && !load {
+            // The server lost the scripts (restarted between two rounds, or SCRIPT FLUSH):
+            // the same round again at once, with them; not a failure to log.
+            sync.pending = Some((at, entries));
+            if let Some(t) = sync.timer.as_mut().filter(|_| !time::stopping()) {
+                t.arm_ms(1);
+            }
+            return;
+        }
+        let outcome = outcome.map_err(|e| e.map_or_else(|f| f.to_string(), |r| r.to_string()));
         let wait = match outcome {
             Ok(o) => {
                 apply(&sync.zone, &at, &entries, &o, log);
