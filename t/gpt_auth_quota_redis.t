@@ -56,7 +56,7 @@ http {
     gpt_auth_quota_zone zone=chat:1m state=%%TESTDIR%%/chat.quota interval=1h;
     gpt_auth_quota_redis zone=chat server=%%SERVER%%
                          node=%%NODE%% password_file=%%PWFILE%% prefix=t:
-                         interval=200ms timeout=500ms;
+                         interval=200ms timeout=%%TIMEOUT%%;
 
     server {
         listen       127.0.0.1:%%PORT%%;
@@ -114,6 +114,7 @@ my sub node_conf {
 	$c =~ s/%%PWFILE%%/$a{pwfile} \/\/ "$dir\/redis.pw"/ge;
 	$c =~ s/%%SERVER%%/$a{server} \/\/ '127.0.0.1:%%PORT_8090%%'/ge;
 	$c =~ s/%%DAY%%/$a{day} \/\/ 20/ge;
+	$c =~ s/%%TIMEOUT%%/$a{timeout} \/\/ '500ms'/ge;
 	$t->write_file_expand('nginx.conf', $c);
 }
 
@@ -142,7 +143,7 @@ my @bad = (
 	[ 'gpt_auth_quota_redis zone=chat server=127.0.0.1:1 colour=red;', qr/invalid parameter "colour=red"/, 'unknown parameter' ],
 );
 
-my $plan = 57 + @bad;
+my $plan = 60 + @bad;
 # Node B's final checks: the upstream nginx-tests library adds "no alerts" and "no sanitizer
 # errors" for every instance alive once there is a plan, the project's harness checks the logs
 # of all instances in one pair (counted by plan()).
@@ -369,6 +370,30 @@ rounds();
 is($redis->total("t:chat:d:$p->{day}:$bob", 'requests'), $before + 4,
 	'node A restarted from its state file: Redis has every request once');
 is(used('A', $bob), '200 ' . ($before + 5), 'and node A goes on from the cluster total');
+
+# a stop while a round waits for a frozen Redis: the worker ends the round at its exit (no
+# socket left open, which nginx reports as an alert) and keeps its counts for the state file;
+# they reach Redis after the start
+
+$ta->stop();
+node_conf($ta, 8081, 8083, timeout => '10s');
+$ta->run();
+rounds();
+$before = $redis->total("t:chat:d:$p->{day}:$bob", 'requests');
+get('A', $bob) for 1 .. 2;
+$redis->pause();
+rounds(2);	# the next round took bob's 2 and waits for Redis (up to 10 s)
+$ma = log_offset($ta);
+my $stopping = time();
+$ta->stop();
+ok(time() - $stopping < 5, 'node A stops at once, not after the round\'s timeout');
+unlike(log_since($ta, $ma), qr/\[alert\]/, 'no alert at exit: the round\'s socket was closed');
+$redis->resume();
+node_conf($ta, 8081, 8083);
+$ta->run();
+rounds();
+is($redis->total("t:chat:d:$p->{day}:$bob", 'requests'), $before + 2,
+	'the round under way at the exit reaches Redis after the start');
 
 # a unix socket
 

@@ -18,6 +18,7 @@
 //! | `merge` | `merge_loc_conf` | `&ngx_conf_t`, the enclosing and the current conf | `Result<(), ConfError>`, logged at `emerg` |
 //! | `shm_init` | shared zone init | `&mut ngx_shm_zone_t`, whether reused | `Result<(), ()>` |
 //! | `timer` | timer event handler | `&mut ngx_event_t` | nothing |
+//! | `connection` | connection handler (`c->ssl->handler` after a TLS handshake) | `&mut ngx_connection_t` | nothing |
 //! | `cycle` | module `init_process`/`exit_process` | `&ngx_cycle_t` | nothing (init: `NGX_OK` even on panic) |
 //!
 //! The helpers below are public only for the macro.
@@ -245,6 +246,19 @@ pub fn timer(ev: *mut ngx_event_t, f: impl FnOnce(&mut ngx_event_t)) {
 }
 
 #[doc(hidden)]
+pub fn connection(
+    c: *mut nginx_sys::ngx_connection_t,
+    f: impl FnOnce(&mut nginx_sys::ngx_connection_t),
+) {
+    guard((), || {
+        // SAFETY: nginx calls a connection handler with its live connection.
+        if let Some(c) = unsafe { c.as_mut() } {
+            f(c)
+        }
+    })
+}
+
+#[doc(hidden)]
 pub fn cycle(cycle: *mut ngx_cycle_t, f: impl FnOnce(&ngx_cycle_t)) {
     guard((), || {
         // SAFETY: nginx passes the live cycle to init_process and exit_process.
@@ -364,6 +378,12 @@ macro_rules! ngx_entry {
         $(#[$m])*
         $vis extern "C" fn $name(ev: *mut nginx_sys::ngx_event_t) {
             $crate::ngx::entry::timer(ev, |$ev| $body)
+        }
+    };
+    ($(#[$m:meta])* $vis:vis connection fn $name:ident($c:ident) $body:block) => {
+        $(#[$m])*
+        $vis extern "C" fn $name(c: *mut nginx_sys::ngx_connection_t) {
+            $crate::ngx::entry::connection(c, |$c| $body)
         }
     };
     ($(#[$m:meta])* $vis:vis init_process fn $name:ident($cycle:ident) $body:block) => {

@@ -7,13 +7,17 @@
 //! a task, see the field notes); nginx-acme wraps the same nginx calls for async use. A
 //! conversation here is a callback state machine instead: one boxed [`Call`] whose pointer is
 //! the connection's `data`, freed when the conversation ends.
+//!
+//! TLS is nginx's own (`ngx_event_openssl`), as the proxy module uses it for upstreams: a
+//! client context made when the configuration is read ([`Tls::new`]), a handshake after the
+//! connect, the peer's certificate checked against the trusted certificates and the name.
 
 use core::ffi::c_void;
 use core::ptr;
 
 use nginx_sys::{
-    ngx_connection_t, ngx_event_t, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t,
-    ngx_str_t, ngx_url_t, NGX_AGAIN, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_connection_t, ngx_event_t, ngx_int_t, ngx_log_t, ngx_msec_t,
+    ngx_peer_connection_t, ngx_ssl_t, ngx_str_t, ngx_url_t, NGX_AGAIN, NGX_ERROR, NGX_OK,
 };
 
 /// A peer's address, resolved when the configuration is read (as `proxy_pass` to a host name
@@ -67,6 +71,123 @@ impl Address {
     pub fn as_str(&self) -> &str {
         core::str::from_utf8(&self.text).unwrap_or("?")
     }
+
+    /// The host as written (`None` for a unix socket): the name a TLS peer's certificate is
+    /// checked against unless another is given.
+    pub fn host(&self) -> Option<&str> {
+        let text = self.as_str();
+        if text.starts_with("unix:") {
+            return None;
+        }
+        let host = match text.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(rest),
+            None => text.rsplit_once(':').map_or(text, |(h, _)| h),
+        };
+        Some(host)
+    }
+}
+
+/// What a TLS client needs to know, from the configuration.
+pub struct TlsOptions<'a> {
+    /// Certificates the peer's must chain to (PEM); `None`: the peer is not verified.
+    pub trusted: Option<&'a str>,
+    /// The name the peer's certificate must carry, also sent as SNI unless an IP address.
+    pub name: &'a str,
+    /// This client's certificate and key (PEM), for peers that ask for one.
+    pub certificate: Option<(&'a str, &'a str)>,
+}
+
+/// A TLS client context (nginx's `ngx_ssl_t`, in the configuration's pool and freed with it)
+/// and how a peer is checked.
+pub struct Tls {
+    ssl: *mut ngx_ssl_t,
+    verify: bool,
+    /// NUL-terminated for OpenSSL (SNI); `name_str` points into it.
+    name: Box<[u8]>,
+    name_str: Box<ngx_str_t>,
+    sni: bool,
+}
+
+/// How deep a peer's chain may be (leaf, intermediates, root): nginx's `proxy_ssl_verify_depth`
+/// is 1, too short for a managed Redis with an intermediate CA.
+const VERIFY_DEPTH: ngx_int_t = 3;
+
+impl Tls {
+    /// Makes the context; `Err` says why not (nginx has logged OpenSSL's reason at `emerg`).
+    pub fn new(cf: &mut ngx_conf_t, o: &TlsOptions<'_>) -> Result<Tls, String> {
+        let pool = cf.pool;
+        // SAFETY: a zeroed ngx_ssl_t from the configuration's pool is what nginx's modules pass
+        // to ngx_ssl_create; the cleanup frees the SSL_CTX with the pool (the cycle's life).
+        let ssl = unsafe {
+            let ssl =
+                nginx_sys::ngx_pcalloc(pool, core::mem::size_of::<ngx_ssl_t>()).cast::<ngx_ssl_t>();
+            if ssl.is_null() {
+                return Err("out of memory".to_owned());
+            }
+            (*ssl).log = cf.log;
+            let protocols = (nginx_sys::NGX_SSL_TLSv1_2 | nginx_sys::NGX_SSL_TLSv1_3) as usize;
+            if nginx_sys::ngx_ssl_create(ssl, protocols, ptr::null_mut()) != NGX_OK as ngx_int_t {
+                return Err("cannot create a TLS context".to_owned());
+            }
+            let cln = nginx_sys::ngx_pool_cleanup_add(pool, 0);
+            if cln.is_null() {
+                nginx_sys::ngx_ssl_cleanup_ctx(ssl.cast());
+                return Err("out of memory".to_owned());
+            }
+            (*cln).handler = Some(nginx_sys::ngx_ssl_cleanup_ctx);
+            (*cln).data = ssl.cast();
+            ssl
+        };
+        if let Some((cert, key)) = o.certificate {
+            let (mut cert_s, mut key_s) = (pool_cstr(pool, cert)?, pool_cstr(pool, key)?);
+            // SAFETY: a live context and NUL-terminated paths from the pool; nginx resolves
+            // them against its prefix and logs OpenSSL's reason on failure.
+            let rc = unsafe {
+                nginx_sys::ngx_ssl_certificate(cf, ssl, &mut cert_s, &mut key_s, ptr::null_mut())
+            };
+            if rc != NGX_OK as ngx_int_t {
+                return Err(format!(
+                    "ssl_certificate \"{cert}\" or its key \"{key}\" cannot be loaded"
+                ));
+            }
+        }
+        if let Some(trusted) = o.trusted {
+            let mut t = pool_cstr(pool, trusted)?;
+            // SAFETY: as above.
+            let rc =
+                unsafe { nginx_sys::ngx_ssl_trusted_certificate(cf, ssl, &mut t, VERIFY_DEPTH) };
+            if rc != NGX_OK as ngx_int_t {
+                return Err(format!("ssl_trusted_certificate \"{trusted}\" cannot be loaded"));
+            }
+        }
+        let mut name = o.name.as_bytes().to_vec();
+        let len = name.len();
+        name.push(0);
+        let mut name = name.into_boxed_slice();
+        let name_str = Box::new(ngx_str_t { len, data: name.as_mut_ptr() });
+        let sni = !o.name.is_empty() && o.name.parse::<std::net::IpAddr>().is_err();
+        Ok(Tls { ssl, verify: o.trusted.is_some(), name, name_str, sni })
+    }
+
+    /// The name the peer's certificate is checked against.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name.len().saturating_sub(1)]).unwrap_or("?")
+    }
+}
+
+/// `s` copied into the pool with a NUL after it (nginx's SSL functions pass paths to OpenSSL
+/// as C strings).
+fn pool_cstr(pool: *mut nginx_sys::ngx_pool_t, s: &str) -> Result<ngx_str_t, String> {
+    // SAFETY: a fresh allocation of len + 1 bytes, filled before use.
+    unsafe {
+        let p = nginx_sys::ngx_pnalloc(pool, s.len() + 1).cast::<u8>();
+        if p.is_null() {
+            return Err("out of memory".to_owned());
+        }
+        ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+        *p.add(s.len()) = 0;
+        Ok(ngx_str_t { len: s.len(), data: p })
+    }
 }
 
 /// Why a conversation ended without a whole answer.
@@ -82,6 +203,16 @@ pub enum Failure {
     Io,
     #[error("the answer is not understood")]
     Garbled,
+    /// The worker exits ([`abort_all`]).
+    #[error("the worker exits")]
+    Aborted,
+    #[error("TLS handshake failed")]
+    Handshake,
+    #[error("the server's certificate is not trusted ({0})")]
+    Untrusted(&'static str),
+    /// (The caller knows the name: it says it.)
+    #[error("the server's certificate does not match the name")]
+    WrongName,
 }
 
 /// Whether the bytes read so far are a whole answer: `Ok(true)` yes, `Ok(false)` not yet,
@@ -92,8 +223,28 @@ pub type Complete = Box<dyn FnMut(&[u8]) -> Result<bool, ()>>;
 /// (a peer may answer with an error and close before the rest).
 pub type Done = Box<dyn FnOnce(Result<Vec<u8>, (Failure, Vec<u8>)>)>;
 
+thread_local! {
+    /// The connections of this worker's conversations under way (for [`abort_all`]).
+    static LIVE: core::cell::RefCell<Vec<*mut ngx_connection_t>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// At worker exit: ends every conversation under way (`done` gets [`Failure::Aborted`]).
+/// nginx counts a socket still open at a graceful exit as a leak (an `alert`), and the
+/// conversation's owner would never learn that its request may not have been answered.
+pub fn abort_all() {
+    for c in LIVE.with(|l| core::mem::take(&mut *l.borrow_mut())) {
+        // SAFETY: listed by `call` while its conversation is under way; `finish` unlists it.
+        if let Some(c) = unsafe { c.as_mut() } {
+            finish(c, Err(Failure::Aborted));
+        }
+    }
+}
+
 struct Call {
     pc: ngx_peer_connection_t,
+    /// TLS to the peer (the configuration's, alive as long as this cycle's connections).
+    tls: Option<*const Tls>,
     out: Vec<u8>,
     sent: usize,
     input: Vec<u8>,
@@ -107,6 +258,7 @@ struct Call {
 /// exactly once, possibly before this returns (a peer refused at once).
 pub fn call(
     addr: &Address,
+    tls: Option<&Tls>,
     log: *mut ngx_log_t,
     out: Vec<u8>,
     timeout_ms: u64,
@@ -120,11 +272,22 @@ pub fn call(
     pc.name = ptr::from_ref::<ngx_str_t>(&addr.name).cast_mut();
     pc.get = Some(nginx_sys::ngx_event_get_peer);
     pc.log = log;
-    pc.set_log_error(nginx_sys::ngx_connection_log_error_e_NGX_ERROR_ERR);
+    // The caller logs one line when conversations start failing; what nginx says of each
+    // failed send, receive or handshake is detail, at `info`.
+    pc.set_log_error(nginx_sys::ngx_connection_log_error_e_NGX_ERROR_INFO);
     pc.tries = 1;
     let timeout = ngx_msec_t::try_from(timeout_ms).unwrap_or(ngx_msec_t::MAX);
-    let call =
-        Box::new(Call { pc, out, sent: 0, input: Vec::new(), timeout, complete, done: Some(done) });
+    let tls = tls.map(ptr::from_ref);
+    let call = Box::new(Call {
+        pc,
+        tls,
+        out,
+        sent: 0,
+        input: Vec::new(),
+        timeout,
+        complete,
+        done: Some(done),
+    });
     let call = Box::into_raw(call);
     // SAFETY: `call` is a live box; its peer connection is filled as nginx expects. The
     // connection it returns gets `call` as data until `finish` takes it back.
@@ -143,6 +306,7 @@ pub fn call(
             return;
         }
         (*c).data = call.cast::<c_void>();
+        LIVE.with(|l| l.borrow_mut().push(c));
         (*c).log = log;
         for ev in [(*c).read, (*c).write] {
             (*ev).log = log;
@@ -179,10 +343,21 @@ fn finish(c: &mut ngx_connection_t, outcome: Result<(), Failure>) {
         return;
     }
     c.data = ptr::null_mut();
+    let cp = ptr::from_mut(c);
+    LIVE.with(|l| l.borrow_mut().retain(|&x| x != cp));
     // SAFETY: `call` came from Box::into_raw in `call`; `c.data` was its only copy. Closing
-    // deletes the connection's timers and events.
+    // deletes the connection's timers and events; a TLS connection is freed first, without
+    // waiting for the peer's close_notify.
     let mut call = unsafe {
+        if let Some(ssl) = c.ssl.as_mut() {
+            ssl.set_no_wait_shutdown(1);
+            nginx_sys::ngx_ssl_shutdown(c);
+        }
+        let pool = core::mem::replace(&mut c.pool, ptr::null_mut());
         nginx_sys::ngx_close_connection(c);
+        if !pool.is_null() {
+            nginx_sys::ngx_destroy_pool(pool);
+        }
         Box::from_raw(call)
     };
     let input = core::mem::take(&mut call.input);
@@ -204,6 +379,9 @@ ngx_entry! {
         if ev.timedout() != 0 {
             return finish(c, Err(Failure::Timeout));
         }
+        if call.tls.is_some() && c.ssl.is_null() {
+            return start_tls(c, call);
+        }
         let Some(send) = c.send else { return finish(c, Err(Failure::Io)) };
         while call.sent < call.out.len() {
             let rest = &mut call.out[call.sent..];
@@ -221,7 +399,10 @@ ngx_entry! {
                 return;
             }
             if n <= 0 {
-                let failure = if call.sent == 0 { Failure::Connect } else { Failure::Io };
+                // Nothing could be sent on a fresh TCP connection: the connect failed (on TLS,
+                // the handshake has shown that it worked).
+                let refused = call.sent == 0 && call.tls.is_none();
+                let failure = if refused { Failure::Connect } else { Failure::Io };
                 return finish(c, Err(failure));
             }
             call.sent += n as usize;
@@ -238,6 +419,135 @@ ngx_entry! {
             }
             on_read(rev);
         }
+    }
+}
+
+/// The connect has ended: whether it worked (nginx's upstream module asks the same before its
+/// TLS handshake, which would otherwise report a refused connection as a TLS failure).
+fn connected(c: &ngx_connection_t) -> bool {
+    let mut err: core::ffi::c_int = 0;
+    let mut len = core::mem::size_of::<core::ffi::c_int>() as nginx_sys::socklen_t;
+    // SAFETY: getsockopt on the connection's socket into a local int.
+    let rc = unsafe {
+        nginx_sys::getsockopt(
+            c.fd,
+            nginx_sys::SOL_SOCKET as core::ffi::c_int,
+            nginx_sys::SO_ERROR as core::ffi::c_int,
+            ptr::from_mut(&mut err).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && err == 0
+}
+
+/// Starts the TLS handshake on a connected socket; the conversation goes on in `on_secured`.
+fn start_tls(c: &mut ngx_connection_t, call: &mut Call) {
+    // SAFETY: `tls` is the configuration's, alive while this cycle's connections are.
+    let Some(tls) = call.tls.and_then(|t| unsafe { t.as_ref() }) else {
+        return finish(c, Err(Failure::Handshake));
+    };
+    if !connected(c) {
+        return finish(c, Err(Failure::Connect));
+    }
+    // A peer connection has no pool; nginx's TLS state lives in one (as the upstream module
+    // makes for its connections), destroyed in `finish`.
+    // SAFETY: a small pool on the connection's log.
+    c.pool = unsafe { nginx_sys::ngx_create_pool(512, c.log) };
+    if c.pool.is_null() {
+        return finish(c, Err(Failure::Handshake));
+    }
+    // Written with `c->send` only: no buffer for `send_chain` (NGX_SSL_BUFFER).
+    let flags = nginx_sys::NGX_SSL_CLIENT as usize;
+    // SAFETY: a connected socket and a live client context; nginx allocates the SSL object in
+    // the connection's pool.
+    if unsafe { nginx_sys::ngx_ssl_create_connection(tls.ssl, c, flags) } != NGX_OK as ngx_int_t {
+        return finish(c, Err(Failure::Handshake));
+    }
+    if tls.sni {
+        // SAFETY: SSL_set_tlsext_host_name is this SSL_ctrl call (a C macro); the name is
+        // NUL-terminated and outlives the connection.
+        let ok = unsafe {
+            nginx_sys::SSL_ctrl(
+                (*c.ssl).connection,
+                nginx_sys::SSL_CTRL_SET_TLSEXT_HOSTNAME as core::ffi::c_int,
+                nginx_sys::TLSEXT_NAMETYPE_host_name as core::ffi::c_long,
+                tls.name.as_ptr().cast_mut().cast(),
+            )
+        };
+        if ok == 0 {
+            return finish(c, Err(Failure::Handshake));
+        }
+    }
+    // SAFETY: as above; on NGX_AGAIN nginx's handshake handler runs the events until the
+    // handshake ends, then calls `c->ssl->handler`.
+    let rc = unsafe { nginx_sys::ngx_ssl_handshake(c) };
+    if rc == NGX_AGAIN as ngx_int_t {
+        // SAFETY: `c.ssl` was made above.
+        unsafe { (*c.ssl).handler = Some(on_secured) };
+        return;
+    }
+    on_secured(c);
+}
+
+ngx_entry! {
+    /// The TLS handshake has ended: checks the peer, then writes the request.
+    connection fn on_secured(c) {
+        let c: &mut ngx_connection_t = c;
+        // SAFETY: the connection's data is its call (or null once finished).
+        let Some(call) = (unsafe { c.data.cast::<Call>().as_mut() }) else { return };
+        // SAFETY: the call's TLS, as in `start_tls`.
+        let Some(tls) = call.tls.and_then(|t| unsafe { t.as_ref() }) else { return };
+        // SAFETY: the connection's live events and TLS state.
+        let (timed_out, handshaked) = unsafe {
+            (
+                (*c.write).timedout() != 0 || (*c.read).timedout() != 0,
+                c.ssl.as_ref().is_some_and(|s| s.handshaked() != 0),
+            )
+        };
+        if !handshaked {
+            let why = if timed_out { Failure::Timeout } else { Failure::Handshake };
+            return finish(c, Err(why));
+        }
+        if tls.verify {
+            // SAFETY: a finished handshake's SSL object.
+            let rc = unsafe { nginx_sys::SSL_get_verify_result((*c.ssl).connection) };
+            if rc != nginx_sys::X509_V_OK as core::ffi::c_long {
+                // SAFETY: OpenSSL returns a static string for any code.
+                let why = unsafe { core::ffi::CStr::from_ptr(nginx_sys::X509_verify_cert_error_string(rc)) };
+                return finish(c, Err(Failure::Untrusted(why.to_str().unwrap_or("?"))));
+            }
+            if !name_matches(c, tls) {
+                return finish(c, Err(Failure::WrongName));
+            }
+        }
+        // SAFETY: the connection's live events; nginx's handshake handler had them.
+        unsafe {
+            (*c.read).handler = Some(on_read);
+            (*c.write).handler = Some(on_write);
+            on_write(c.write);
+        }
+    }
+}
+
+/// Whether the peer's certificate carries the name: a host name as nginx checks it
+/// (`ngx_ssl_check_host`, DNS names), an IP address against the certificate's IP addresses
+/// (which nginx's check does not look at: a Redis is often named by its address).
+fn name_matches(c: &mut ngx_connection_t, tls: &Tls) -> bool {
+    if tls.name().parse::<std::net::IpAddr>().is_err() {
+        let name = ptr::from_ref::<ngx_str_t>(&tls.name_str).cast_mut();
+        // SAFETY: a finished handshake's connection and a live name.
+        return unsafe { nginx_sys::ngx_ssl_check_host(c, name) } == NGX_OK as ngx_int_t;
+    }
+    // SAFETY: the handshake's SSL object; the certificate reference is released below; the
+    // name is NUL-terminated.
+    unsafe {
+        let cert = nginx_sys::SSL_get1_peer_certificate((*c.ssl).connection);
+        if cert.is_null() {
+            return false;
+        }
+        let ok = nginx_sys::X509_check_ip_asc(cert, tls.name.as_ptr().cast(), 0) == 1;
+        nginx_sys::X509_free(cert);
+        ok
     }
 }
 

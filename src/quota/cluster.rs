@@ -14,7 +14,7 @@ use ngx::http::HttpModuleMainConf;
 
 use super::zone;
 use crate::conf::Zone;
-use crate::ngx::peer::{self, Address, Failure};
+use crate::ngx::peer::{self, Address, Failure, Tls};
 use crate::ngx::time::{self, now, Timer};
 use crate::GptAuthModule;
 
@@ -27,6 +27,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 /// [user=NAME] [prefix=STRING] [interval=TIME] [timeout=TIME]`.
 pub struct RedisConf {
     pub address: Address,
+    /// TLS to the server (`ssl`), nginx's own.
+    pub tls: Option<Tls>,
     /// This machine's name among the nodes (default: the host name): the fields of its share.
     pub node: String,
     /// Read from `password_file` when the configuration is read (never logged).
@@ -41,6 +43,7 @@ impl core::fmt::Debug for RedisConf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RedisConf")
             .field("address", &self.address.as_str())
+            .field("tls", &self.tls.as_ref().map(Tls::name))
             .field("node", &self.node)
             .field("names", &self.names)
             .field("interval_ms", &self.interval_ms)
@@ -62,6 +65,10 @@ struct Sync {
     failures: u32,
     /// The failure was logged (at `error`); the recovery is then logged at `notice`.
     broken: bool,
+    /// While broken, the conversations log here: the worker's log at `alert` and above only,
+    /// so that what nginx says of every failed connect, send or handshake (its detail of the
+    /// failure logged once) is not repeated at each retry.
+    quiet: ngx_log_t,
     /// The version of the zone's API keys last read (empty: not yet).
     keys_version: String,
     /// The server has the scripts (loaded by a round that worked; after a failure they are
@@ -102,6 +109,8 @@ pub fn start(cycle: &ngx_cycle_t) {
             pending: None,
             failures: 0,
             broken: false,
+            // SAFETY: the cycle's log, copied (its level is set in each broken round).
+            quiet: unsafe { *cycle.log },
             keys_version: String::new(),
             loaded: false,
         }));
@@ -114,16 +123,19 @@ pub fn start(cycle: &ngx_cycle_t) {
     }
 }
 
-/// At worker exit: what a round still waits to send is unsent again in the zone, so that the
-/// state file keeps it and the next worker 0 sends it (should Redis have applied that round
-/// after all, it counts twice: the one case of double counting).
+/// At worker exit: a round under way is ended (nginx would report its open socket as a leak)
+/// and, like a round that failed and waits to be sent again, dropped. Its counts are not lost:
+/// they are in the node's own totals (`day_own`, `month_own`, kept by the state file), to which
+/// the next worker 0's first round raises the node's fields. Making them unsent again instead
+/// would count them twice whenever Redis had applied the round after all (a frozen Redis reads
+/// the request when it thaws).
 pub fn at_exit() {
+    peer::abort_all();
     SYNCS.with(|v| {
         for &sync in v.borrow().iter() {
             // SAFETY: leaked in `start`, never freed; this worker's event loop has ended.
-            let Some(sync) = (unsafe { sync.as_mut() }) else { continue };
-            if let Some((at, entries)) = sync.pending.take() {
-                restore(&sync.zone, &at, &entries);
+            if let Some(sync) = unsafe { sync.as_mut() } {
+                sync.pending = None;
             }
         }
     });
@@ -182,6 +194,9 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
         // SAFETY: the Sync is leaked (never freed while the process runs); only this worker's
         // event loop touches it, one round at a time.
         let Some(sync) = (unsafe { sync_ptr.as_mut() }) else { return };
+        if matches!(result, Err((Failure::Aborted, _))) {
+            return; // the worker exits: see `at_exit`
+        }
         let outcome = match result {
             Ok(b) => cluster::outcome(&round, &b).map_err(Ok),
             // An error answered before the connection ended says more than the end does.
@@ -197,7 +212,8 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
             }
             return;
         }
-        let outcome = outcome.map_err(|e| e.map_or_else(|f| f.to_string(), |r| r.to_string()));
+        let outcome =
+            outcome.map_err(|e| e.map_or_else(|f| failure(&sync.zone, f), |r| r.to_string()));
         let wait = match outcome {
             Ok(o) => {
                 apply(&sync.zone, &at, &entries, &o, log);
@@ -247,7 +263,31 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
             }
         }
     });
-    peer::call(&redis.address, log, bytes, redis.timeout_ms, complete, done);
+    let talk_log = if sync.broken {
+        // SAFETY: `log` is the timer's, the worker's live log.
+        sync.quiet = unsafe { *log };
+        sync.quiet.log_level = sync.quiet.log_level.min(nginx_sys::NGX_LOG_ALERT as usize);
+        &mut sync.quiet
+    } else {
+        log
+    };
+    peer::call(
+        &redis.address,
+        redis.tls.as_ref(),
+        talk_log,
+        bytes,
+        redis.timeout_ms,
+        complete,
+        done,
+    );
+}
+
+/// Why a conversation failed, for the log.
+fn failure(zone: &Zone, f: Failure) -> String {
+    match (f, zone.redis.get().and_then(|r| r.tls.as_ref())) {
+        (Failure::WrongName, Some(tls)) => format!("{f} \"{}\"", tls.name()),
+        _ => f.to_string(),
+    }
 }
 
 fn interval(zone: &Zone) -> u64 {
@@ -283,24 +323,6 @@ fn snapshot(zone: &Zone, p: &Periods) -> Vec<Entry> {
         });
     }
     out
-}
-
-/// What a round took to send is unsent again (in the periods it was counted in).
-fn restore(zone: &Zone, p: &RoundId, entries: &[Entry]) {
-    let Some(shared) = zone::shared(zone) else { return };
-    let mut table = shared.table.write();
-    let alloc = table.allocator().clone();
-    for e in entries {
-        let Some(c) = table.get_mut(e.key.as_slice()).and_then(|s| s.shares(&alloc)) else {
-            continue;
-        };
-        if c.month == p.month {
-            c.month_unsent.add(&e.month_sent);
-            if c.day == p.day {
-                c.day_unsent.add(&e.day_sent);
-            }
-        }
-    }
 }
 
 /// A round succeeded: each view becomes the cluster's total plus what was charged here while

@@ -20,7 +20,7 @@ use crate::conf::quota::{GroupConf, Members, DEFAULT_INTERVAL, DEFAULT_RESERVE, 
 use crate::conf::{Handler, LocConf, MainConf, QuotaConf, Zone};
 use crate::files::{Watched, WatchedAllowlist};
 use crate::ngx::conf::{add_shared_zone, parse_size, read_conf_file};
-use crate::ngx::peer::Address;
+use crate::ngx::peer::{Address, Tls, TlsOptions};
 use crate::ngx::{ConfError, NgxConfExt};
 
 /// Smallest zone accepted (a key, a user or a user's model, takes about 300 bytes: 32k hold
@@ -116,16 +116,25 @@ fn milliseconds(k: &str, v: &str) -> Result<u64, ConfError> {
 
 ngx_entry! {
     /// `gpt_auth_quota_redis zone=NAME server=ADDRESS [node=NAME] [password_file=FILE]
-    /// [user=NAME] [prefix=STRING] [interval=TIME] [timeout=TIME]` (http level, after the
-    /// zone): the zone's counters are shared with every nginx that names the same Redis server
-    /// and prefix.
+    /// [user=NAME] [prefix=STRING] [interval=TIME] [timeout=TIME] [ssl
+    /// ssl_trusted_certificate=FILE | ssl_verify=off] [ssl_name=NAME]
+    /// [ssl_certificate=FILE ssl_certificate_key=FILE]` (http level, after the zone): the
+    /// zone's counters are shared with every nginx that names the same Redis server and prefix.
     pub directive fn quota_redis(cf, mcf: MainConf) {
         let (mut zone, mut server, mut password_file, mut user) = (None, None, None, None);
         let mut node = None;
+        let mut tls = TlsArgs::default();
         let mut prefix = "gpt_auth:".to_owned();
         let (mut interval, mut timeout) = (cluster::DEFAULT_INTERVAL_MS, cluster::DEFAULT_TIMEOUT_MS);
         for a in cf.arg_strings() {
+            if a == "ssl" {
+                tls.on = true;
+                continue;
+            }
             let (k, v) = a.split_once('=').ok_or_else(|| invalid(&a))?;
+            if tls.parameter(k, v)? {
+                continue;
+            }
             match k {
                 "zone" => zone = Some(v.to_owned()),
                 "server" if !v.is_empty() => server = Some(v.to_owned()),
@@ -175,9 +184,11 @@ ngx_entry! {
             Some(n) => n,
             None => return Err(ConfError::invalid("needs node=NAME (the host name is not known)")),
         };
+        let tls = tls.context(cf, &address)?;
         let names = Names { prefix, zone: zone.clone() };
         let conf = cluster::RedisConf {
             address,
+            tls,
             node,
             password,
             user,
@@ -188,6 +199,97 @@ ngx_entry! {
         // Checked above: the cell is empty.
         let _ = z.redis.set(conf);
         Ok(())
+    }
+}
+
+/// The `ssl*` parameters of `gpt_auth_quota_redis`.
+#[derive(Default)]
+struct TlsArgs {
+    on: bool,
+    trusted: Option<String>,
+    verify: Option<bool>,
+    name: Option<String>,
+    certificate: Option<String>,
+    key: Option<String>,
+}
+
+impl TlsArgs {
+    /// Takes `k=v` if it is one of ours (true).
+    fn parameter(&mut self, k: &str, v: &str) -> Result<bool, ConfError> {
+        let empty = || ConfError::invalid(format_args!("{k}= needs a value"));
+        let slot = match k {
+            "ssl_trusted_certificate" => &mut self.trusted,
+            "ssl_name" => &mut self.name,
+            "ssl_certificate" => &mut self.certificate,
+            "ssl_certificate_key" => &mut self.key,
+            "ssl_verify" => {
+                self.verify = Some(match v {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(ConfError::invalid(format_args!(
+                            "invalid ssl_verify \"{v}\": must be \"on\" or \"off\""
+                        )))
+                    }
+                });
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        if v.is_empty() {
+            return Err(empty());
+        }
+        *slot = Some(v.to_owned());
+        Ok(true)
+    }
+
+    /// The TLS context these parameters ask for (`None` without `ssl`), or why not.
+    fn context(self, cf: &mut ngx_conf_t, address: &Address) -> Result<Option<Tls>, ConfError> {
+        let given = [
+            ("ssl_trusted_certificate", self.trusted.is_some()),
+            ("ssl_verify", self.verify.is_some()),
+            ("ssl_name", self.name.is_some()),
+            ("ssl_certificate", self.certificate.is_some()),
+            ("ssl_certificate_key", self.key.is_some()),
+        ];
+        if !self.on {
+            return match given.iter().find(|(_, g)| *g) {
+                Some((k, _)) => Err(ConfError::invalid(format_args!("{k}= needs ssl"))),
+                None => Ok(None),
+            };
+        }
+        let verify = self.verify.unwrap_or(true);
+        match (verify, &self.trusted) {
+            (true, None) => return Err(ConfError::invalid(
+                "ssl needs ssl_trusted_certificate=FILE to verify the server (or ssl_verify=off)",
+            )),
+            (false, Some(_)) => {
+                return Err(ConfError::invalid(
+                    "ssl_trusted_certificate= has no use with ssl_verify=off",
+                ))
+            }
+            _ => {}
+        }
+        let certificate = match (&self.certificate, &self.key) {
+            (Some(c), Some(k)) => Some((c.as_str(), k.as_str())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfError::invalid("ssl_certificate= needs ssl_certificate_key="))
+            }
+            (None, Some(_)) => {
+                return Err(ConfError::invalid("ssl_certificate_key= needs ssl_certificate="))
+            }
+        };
+        let name = match (self.name.as_deref(), address.host()) {
+            (Some(n), _) | (None, Some(n)) => n.to_owned(),
+            (None, None) if verify => return Err(ConfError::invalid(
+                "ssl to a unix socket needs ssl_name=NAME (the name in the server's certificate)",
+            )),
+            (None, None) => String::new(),
+        };
+        let trusted = if verify { self.trusted.as_deref() } else { None };
+        let o = TlsOptions { trusted, name: &name, certificate };
+        Tls::new(cf, &o).map(Some).map_err(ConfError::invalid)
     }
 }
 

@@ -9,7 +9,7 @@ use warnings;
 use strict;
 
 use base qw/ Exporter /;
-our @EXPORT = qw/ redis_new /;
+our @EXPORT = qw/ redis_new redis_tls_files /;
 
 use POSIX ();
 use Time::HiRes qw/ sleep /;
@@ -17,8 +17,9 @@ use Time::HiRes qw/ sleep /;
 my $server = '/usr/bin/redis-server';
 my $cli = '/usr/bin/redis-cli';
 
-# redis_new(dir => ..., port => ..., password => ...): an object (also listening on the unix
-# socket DIR/redis-PORT.sock) with start(%a), stop(),
+# redis_new(dir => ..., port => ..., password => ..., [tls_port => ...]): an object (also
+# listening on the unix socket DIR/redis-PORT.sock, and with tls_port on TLS there with the
+# certificates of redis_tls_files(DIR), client certificates required) with start(%a), stop(),
 # pause(), resume(), cmd(@args) (redis-cli's answer, chomped), total($key, $unit).
 sub redis_new {
 	my (%a) = @_;
@@ -35,6 +36,10 @@ sub start {
 		'--dbfilename', 'dump.rdb', '--save', '', '--appendonly', 'no',
 		'--requirepass', $self->{password}, '--logfile', "$dir/redis-$port.log",
 		'--unixsocket', "$dir/redis-$port.sock", '--unixsocketperm', '700');
+	push @args, '--tls-port', $self->{tls_port}, '--tls-cert-file', "$dir/redis-server.crt",
+		'--tls-key-file', "$dir/redis-server.key", '--tls-ca-cert-file', "$dir/redis-ca.crt",
+		'--tls-auth-clients', 'yes'
+		if $self->{tls_port};
 	my $pid = fork() // die "fork: $!";
 	if ($pid == 0) {
 		open STDOUT, '>', '/dev/null';
@@ -79,6 +84,29 @@ sub total {
 		$sum += $v if $k =~ /^\Q$unit\E:/;
 	}
 	return $sum;
+}
+
+# Certificates in DIR for a Redis on TLS (openssl, P-256 keys): redis-ca.crt (the CA),
+# redis-server.crt/.key (names redis.test and 127.0.0.1), redis-client.crt/.key (a client of
+# that CA), redis-other-ca.crt (a CA that signed neither).
+sub redis_tls_files {
+	my ($dir) = @_;
+	my $key = '-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';
+	my $run = sub { system("openssl @_ >/dev/null 2>&1") == 0 or die "openssl @_: failed\n" };
+	open my $fh, '>', "$dir/redis-san.ext" or die "$dir/redis-san.ext: $!\n";
+	print $fh "subjectAltName=DNS:redis.test,IP:127.0.0.1\n";
+	close $fh;
+	for my $ca (qw/ ca other-ca /) {
+		$run->("req -x509 $key -keyout $dir/redis-$ca.key -out $dir/redis-$ca.crt -days 2"
+			. " -subj /CN=gpt-auth-test-$ca");
+	}
+	for my $who (qw/ server client /) {
+		$run->("req $key -keyout $dir/redis-$who.key -out $dir/redis-$who.csr"
+			. " -subj /CN=redis-$who");
+		$run->("x509 -req -in $dir/redis-$who.csr -CA $dir/redis-ca.crt"
+			. " -CAkey $dir/redis-ca.key -CAcreateserial -out $dir/redis-$who.crt -days 2"
+			. ($who eq 'server' ? " -extfile $dir/redis-san.ext" : ''));
+	}
 }
 
 sub DESTROY { $_[0]->stop() }
