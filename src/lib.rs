@@ -32,6 +32,11 @@ mod log;
 #[macro_use]
 mod ngx;
 
+/// The module's Rust allocations: the C allocator, except in the Redis rounds (see the
+/// `gpt-auth-arena` crate: their memory stays apart from the heap of nginx's pools).
+#[global_allocator]
+static ALLOC: gpt_auth_arena::ModuleAlloc = gpt_auth_arena::ModuleAlloc;
+
 mod apikeys;
 mod conf;
 mod directives;

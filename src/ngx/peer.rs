@@ -229,6 +229,11 @@ thread_local! {
         const { core::cell::RefCell::new(Vec::new()) };
 }
 
+/// How many conversations are under way in this worker.
+pub fn under_way() -> usize {
+    LIVE.with(|l| l.borrow().len())
+}
+
 /// At worker exit: ends every conversation under way (`done` gets [`Failure::Aborted`]).
 /// nginx counts a socket still open at a graceful exit as a leak (an `alert`), and the
 /// conversation's owner would never learn that its request may not have been answered.
@@ -245,6 +250,8 @@ struct Call {
     pc: ngx_peer_connection_t,
     /// TLS to the peer (the configuration's, alive as long as this cycle's connections).
     tls: Option<*const Tls>,
+    /// Written first, then `out`; `sent` counts through both.
+    head: &'static [u8],
     out: Vec<u8>,
     sent: usize,
     input: Vec<u8>,
@@ -253,13 +260,27 @@ struct Call {
     done: Option<Done>,
 }
 
-/// Starts a conversation: `out` is written, the answer read until `complete` says it is
+impl Call {
+    /// What is still to be written (`None`: all of it is).
+    fn unsent(&self) -> Option<&[u8]> {
+        let rest = match self.sent.checked_sub(self.head.len()) {
+            None => self.head.get(self.sent..)?,
+            Some(o) => self.out.get(o..)?,
+        };
+        (!rest.is_empty()).then_some(rest)
+    }
+}
+
+/// Starts a conversation: `head` then `out` are written (`head` is for what many
+/// conversations send alike, kept by the caller), the answer read until `complete` says it is
 /// whole, each step (connecting, writing, reading) within `timeout_ms`; `done` is called
 /// exactly once, possibly before this returns (a peer refused at once).
+#[allow(clippy::too_many_arguments)]
 pub fn call(
     addr: &Address,
     tls: Option<&Tls>,
     log: *mut ngx_log_t,
+    head: &'static [u8],
     out: Vec<u8>,
     timeout_ms: u64,
     complete: Complete,
@@ -281,6 +302,7 @@ pub fn call(
     let call = Box::new(Call {
         pc,
         tls,
+        head,
         out,
         sent: 0,
         input: Vec::new(),
@@ -306,7 +328,8 @@ pub fn call(
             return;
         }
         (*c).data = call.cast::<c_void>();
-        LIVE.with(|l| l.borrow_mut().push(c));
+        // The list outlives the conversation: on the heap, not in the round's arena.
+        gpt_auth_arena::outside(|| LIVE.with(|l| l.borrow_mut().push(c)));
         (*c).log = log;
         for ev in [(*c).read, (*c).write] {
             (*ev).log = log;
@@ -374,51 +397,54 @@ ngx_entry! {
     /// The connection can be written (or connecting ended): sends what is left, then waits for
     /// the answer.
     timer fn on_write(ev) {
-        // SAFETY: installed by `call` on its connection's write event.
-        let Some((c, call)) = (unsafe { parts(ev) }) else { return };
-        if ev.timedout() != 0 {
-            return finish(c, Err(Failure::Timeout));
-        }
-        if call.tls.is_some() && c.ssl.is_null() {
-            return start_tls(c, call);
-        }
-        let Some(send) = c.send else { return finish(c, Err(Failure::Io)) };
-        while call.sent < call.out.len() {
-            let rest = &mut call.out[call.sent..];
-            // SAFETY: nginx's send function of this connection, with a live buffer.
-            let n = unsafe { send(c, rest.as_mut_ptr(), rest.len()) };
-            if n == NGX_AGAIN as isize {
-                if ev.timer_set() == 0 {
-                    // SAFETY: a live event of ours.
-                    unsafe { nginx_sys::ngx_add_timer(ev, call.timeout) };
+        // A conversation's memory is the round's arena (see `gpt_auth_arena`).
+        gpt_auth_arena::scope(|| {
+            // SAFETY: installed by `call` on its connection's write event.
+            let Some((c, call)) = (unsafe { parts(ev) }) else { return };
+            if ev.timedout() != 0 {
+                return finish(c, Err(Failure::Timeout));
+            }
+            if call.tls.is_some() && c.ssl.is_null() {
+                return start_tls(c, call);
+            }
+            let Some(send) = c.send else { return finish(c, Err(Failure::Io)) };
+            while let Some(rest) = call.unsent() {
+                // SAFETY: nginx's send function of this connection, with a live buffer (which it
+                // reads only: the pointer is `*mut` in its signature).
+                let n = unsafe { send(c, rest.as_ptr().cast_mut(), rest.len()) };
+                if n == NGX_AGAIN as isize {
+                    if ev.timer_set() == 0 {
+                        // SAFETY: a live event of ours.
+                        unsafe { nginx_sys::ngx_add_timer(ev, call.timeout) };
+                    }
+                    // SAFETY: as above; re-arms the write event where the event module needs it.
+                    if unsafe { nginx_sys::ngx_handle_write_event(ev, 0) } != NGX_OK as ngx_int_t {
+                        finish(c, Err(Failure::Io));
+                    }
+                    return;
                 }
-                // SAFETY: as above; re-arms the write event where the event module needs it.
-                if unsafe { nginx_sys::ngx_handle_write_event(ev, 0) } != NGX_OK as ngx_int_t {
-                    finish(c, Err(Failure::Io));
+                if n <= 0 {
+                    // Nothing could be sent on a fresh TCP connection: the connect failed (on TLS,
+                    // the handshake has shown that it worked).
+                    let refused = call.sent == 0 && call.tls.is_none();
+                    let failure = if refused { Failure::Connect } else { Failure::Io };
+                    return finish(c, Err(failure));
                 }
-                return;
+                call.sent += n as usize;
             }
-            if n <= 0 {
-                // Nothing could be sent on a fresh TCP connection: the connect failed (on TLS,
-                // the handshake has shown that it worked).
-                let refused = call.sent == 0 && call.tls.is_none();
-                let failure = if refused { Failure::Connect } else { Failure::Io };
-                return finish(c, Err(failure));
+            if ev.timer_set() != 0 {
+                // SAFETY: a live, armed event of ours.
+                unsafe { nginx_sys::ngx_del_timer(ev) };
             }
-            call.sent += n as usize;
-        }
-        if ev.timer_set() != 0 {
-            // SAFETY: a live, armed event of ours.
-            unsafe { nginx_sys::ngx_del_timer(ev) };
-        }
-        // SAFETY: the connection's read event, live as long as the connection.
-        unsafe {
-            let rev = &mut *c.read;
-            if rev.timer_set() == 0 {
-                nginx_sys::ngx_add_timer(rev, call.timeout);
+            // SAFETY: the connection's read event, live as long as the connection.
+            unsafe {
+                let rev = &mut *c.read;
+                if rev.timer_set() == 0 {
+                    nginx_sys::ngx_add_timer(rev, call.timeout);
+                }
+                on_read(rev);
             }
-            on_read(rev);
-        }
+        })
     }
 }
 
@@ -492,40 +518,43 @@ fn start_tls(c: &mut ngx_connection_t, call: &mut Call) {
 ngx_entry! {
     /// The TLS handshake has ended: checks the peer, then writes the request.
     connection fn on_secured(c) {
-        let c: &mut ngx_connection_t = c;
-        // SAFETY: the connection's data is its call (or null once finished).
-        let Some(call) = (unsafe { c.data.cast::<Call>().as_mut() }) else { return };
-        // SAFETY: the call's TLS, as in `start_tls`.
-        let Some(tls) = call.tls.and_then(|t| unsafe { t.as_ref() }) else { return };
-        // SAFETY: the connection's live events and TLS state.
-        let (timed_out, handshaked) = unsafe {
-            (
-                (*c.write).timedout() != 0 || (*c.read).timedout() != 0,
-                c.ssl.as_ref().is_some_and(|s| s.handshaked() != 0),
-            )
-        };
-        if !handshaked {
-            let why = if timed_out { Failure::Timeout } else { Failure::Handshake };
-            return finish(c, Err(why));
-        }
-        if tls.verify {
-            // SAFETY: a finished handshake's SSL object.
-            let rc = unsafe { nginx_sys::SSL_get_verify_result((*c.ssl).connection) };
-            if rc != nginx_sys::X509_V_OK as core::ffi::c_long {
-                // SAFETY: OpenSSL returns a static string for any code.
-                let why = unsafe { core::ffi::CStr::from_ptr(nginx_sys::X509_verify_cert_error_string(rc)) };
-                return finish(c, Err(Failure::Untrusted(why.to_str().unwrap_or("?"))));
+        // A conversation's memory is the round's arena (see `gpt_auth_arena`).
+        gpt_auth_arena::scope(|| {
+            let c: &mut ngx_connection_t = c;
+            // SAFETY: the connection's data is its call (or null once finished).
+            let Some(call) = (unsafe { c.data.cast::<Call>().as_mut() }) else { return };
+            // SAFETY: the call's TLS, as in `start_tls`.
+            let Some(tls) = call.tls.and_then(|t| unsafe { t.as_ref() }) else { return };
+            // SAFETY: the connection's live events and TLS state.
+            let (timed_out, handshaked) = unsafe {
+                (
+                    (*c.write).timedout() != 0 || (*c.read).timedout() != 0,
+                    c.ssl.as_ref().is_some_and(|s| s.handshaked() != 0),
+                )
+            };
+            if !handshaked {
+                let why = if timed_out { Failure::Timeout } else { Failure::Handshake };
+                return finish(c, Err(why));
             }
-            if !name_matches(c, tls) {
-                return finish(c, Err(Failure::WrongName));
+            if tls.verify {
+                // SAFETY: a finished handshake's SSL object.
+                let rc = unsafe { nginx_sys::SSL_get_verify_result((*c.ssl).connection) };
+                if rc != nginx_sys::X509_V_OK as core::ffi::c_long {
+                    // SAFETY: OpenSSL returns a static string for any code.
+                    let why = unsafe { core::ffi::CStr::from_ptr(nginx_sys::X509_verify_cert_error_string(rc)) };
+                    return finish(c, Err(Failure::Untrusted(why.to_str().unwrap_or("?"))));
+                }
+                if !name_matches(c, tls) {
+                    return finish(c, Err(Failure::WrongName));
+                }
             }
-        }
-        // SAFETY: the connection's live events; nginx's handshake handler had them.
-        unsafe {
-            (*c.read).handler = Some(on_read);
-            (*c.write).handler = Some(on_write);
-            on_write(c.write);
-        }
+            // SAFETY: the connection's live events; nginx's handshake handler had them.
+            unsafe {
+                (*c.read).handler = Some(on_read);
+                (*c.write).handler = Some(on_write);
+                on_write(c.write);
+            }
+        })
     }
 }
 
@@ -557,44 +586,47 @@ const READ_SIZE: usize = 4096;
 ngx_entry! {
     /// The connection can be read: reads what came until the answer is whole.
     timer fn on_read(ev) {
-        // SAFETY: installed by `call` on its connection's read event.
-        let Some((c, call)) = (unsafe { parts(ev) }) else { return };
-        if ev.timedout() != 0 {
-            return finish(c, Err(Failure::Timeout));
-        }
-        if call.sent < call.out.len() {
-            // Not all written yet: the answer can wait (a peer that closes shows on write).
-            return;
-        }
-        let Some(recv) = c.recv else { return finish(c, Err(Failure::Io)) };
-        // Read into the stack, kept in a buffer as long as the answer: a round allocates no
-        // more than its answer holds (a large buffer freed after each round only fragments
-        // the heap the workers' request pools come from).
-        let mut chunk = [0u8; READ_SIZE];
-        loop {
-            // SAFETY: nginx's recv function of this connection, into the stack buffer.
-            let n = unsafe { recv(c, chunk.as_mut_ptr(), READ_SIZE) };
-            if let Some(got) = usize::try_from(n).ok().filter(|&g| g > 0) {
-                call.input.extend_from_slice(&chunk[..got.min(READ_SIZE)]);
+        // A conversation's memory is the round's arena (see `gpt_auth_arena`).
+        gpt_auth_arena::scope(|| {
+            // SAFETY: installed by `call` on its connection's read event.
+            let Some((c, call)) = (unsafe { parts(ev) }) else { return };
+            if ev.timedout() != 0 {
+                return finish(c, Err(Failure::Timeout));
             }
-            if n == NGX_AGAIN as isize {
-                // SAFETY: a live event of ours.
-                if unsafe { nginx_sys::ngx_handle_read_event(ev, 0) } != NGX_OK as ngx_int_t {
-                    finish(c, Err(Failure::Io));
-                }
+            if call.unsent().is_some() {
+                // Not all written yet: the answer can wait (a peer that closes shows on write).
                 return;
             }
-            if n == 0 {
-                return finish(c, Err(Failure::Closed));
+            let Some(recv) = c.recv else { return finish(c, Err(Failure::Io)) };
+            // Read into the stack, kept in a buffer as long as the answer: a round allocates no
+            // more than its answer holds (a large buffer freed after each round only fragments
+            // the heap the workers' request pools come from).
+            let mut chunk = [0u8; READ_SIZE];
+            loop {
+                // SAFETY: nginx's recv function of this connection, into the stack buffer.
+                let n = unsafe { recv(c, chunk.as_mut_ptr(), READ_SIZE) };
+                if let Some(got) = usize::try_from(n).ok().filter(|&g| g > 0) {
+                    call.input.extend_from_slice(&chunk[..got.min(READ_SIZE)]);
+                }
+                if n == NGX_AGAIN as isize {
+                    // SAFETY: a live event of ours.
+                    if unsafe { nginx_sys::ngx_handle_read_event(ev, 0) } != NGX_OK as ngx_int_t {
+                        finish(c, Err(Failure::Io));
+                    }
+                    return;
+                }
+                if n == 0 {
+                    return finish(c, Err(Failure::Closed));
+                }
+                if n < 0 || n == NGX_ERROR as isize {
+                    return finish(c, Err(Failure::Io));
+                }
+                match (call.complete)(&call.input) {
+                    Ok(true) => return finish(c, Ok(())),
+                    Ok(false) => {}
+                    Err(()) => return finish(c, Err(Failure::Garbled)),
+                }
             }
-            if n < 0 || n == NGX_ERROR as isize {
-                return finish(c, Err(Failure::Io));
-            }
-            match (call.complete)(&call.input) {
-                Ok(true) => return finish(c, Ok(())),
-                Ok(false) => {}
-                Err(()) => return finish(c, Err(Failure::Garbled)),
-            }
-        }
+        })
     }
 }

@@ -7,6 +7,8 @@
 
 use std::rc::Rc;
 
+use gpt_auth_arena as arena;
+
 use gpt_auth_core::quota::cluster::{self, Entry, Lifetimes, Names, RoundId};
 use gpt_auth_core::quota::{Amounts, Periods};
 use nginx_sys::{ngx_cycle_t, ngx_log_t};
@@ -74,6 +76,8 @@ struct Sync {
     /// The server has the scripts (loaded by a round that worked; after a failure they are
     /// sent again, in case the server restarted).
     loaded: bool,
+    /// What every round writes first, without and with the scripts' loads (encoded once).
+    preambles: [cluster::Preamble; 2],
 }
 
 thread_local! {
@@ -100,6 +104,10 @@ pub fn start(cycle: &ngx_cycle_t) {
     }
     let worker: String = random.iter().map(|b| format!("{b:02x}")).collect();
     for zone in mcf.quota_zones.iter().filter(|z| z.redis.get().is_some()) {
+        let Some(redis) = zone.redis.get() else { continue };
+        let auth = redis.password.as_deref().map(|pw| (redis.user.as_deref(), pw));
+        let keys = zone.api_keys.get();
+        let preambles = [cluster::preamble(auth, false, keys), cluster::preamble(auth, true, keys)];
         // One per zone for the worker's life: the timer's data (freed with the process).
         let sync = Box::leak(Box::new(Sync {
             zone: zone.clone(),
@@ -113,6 +121,7 @@ pub fn start(cycle: &ngx_cycle_t) {
             quiet: unsafe { *cycle.log },
             keys_version: String::new(),
             loaded: false,
+            preambles,
         }));
         let data = core::ptr::from_mut(sync).cast();
         sync.timer = Timer::new(cycle.pool, cycle.log, tick, data);
@@ -149,7 +158,31 @@ ngx_entry! {
         if time::stopping() {
             return;
         }
-        run_round(sync, ev.log);
+        check_arena(ev.log);
+        // A round's memory is the arena's (what outlives it: `arena::outside`).
+        arena::scope(|| run_round(sync, ev.log));
+    }
+}
+
+/// Between rounds (none under way, none waiting to be sent again) the arena must be empty:
+/// anything left there outlived its round without `arena::outside`, keeps the arena from being
+/// reset, and would in the end send the rounds back to the heap. Said once, as the bug it is.
+fn check_arena(log: *mut ngx_log_t) {
+    thread_local! {
+        static SAID: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+    let idle = peer::under_way() == 0
+        && SYNCS.with(|v| {
+            // SAFETY: leaked in `start`, alive as long as the process.
+            v.borrow().iter().all(|&s| unsafe { s.as_ref() }.is_none_or(|s| s.pending.is_none()))
+        });
+    let (blocks, bytes, _) = arena::usage();
+    if idle && blocks != 0 && !SAID.with(|s| s.replace(true)) {
+        alert!(
+            log,
+            "gpt_auth_quota_redis: {blocks} blocks ({bytes} bytes) of the rounds' memory \
+             outlived their round (a bug: please report it)"
+        );
     }
 }
 
@@ -177,13 +210,15 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
         day: p.day_ends.saturating_sub(t) + day_length,
         month: p.month_ends.saturating_sub(t) + 31 * day_length,
     };
-    let auth = redis.password.as_deref().map(|pw| (redis.user.as_deref(), pw));
     let keys = zone.api_keys.get().then(|| super::keys::changes(&zone, &sync.keys_version));
     let keys = keys.flatten();
     let load = !sync.loaded;
-    let round =
-        Rc::new(cluster::round(&redis.names, auth, load, &entries, &at, life, keys.as_ref()));
-    let bytes = round.bytes.clone();
+    let pre = &sync.preambles[usize::from(load)];
+    // SAFETY: the Sync is leaked and its preambles never change after `start`.
+    let head: &'static [u8] = unsafe { &*core::ptr::from_ref(pre.bytes.as_slice()) };
+    let mut round = cluster::round_after(pre, &redis.names, &entries, &at, life, keys.as_ref());
+    let bytes = core::mem::take(&mut round.bytes);
+    let round = Rc::new(round);
     let r = round.clone();
     let complete = Box::new(move |buf: &[u8]| match cluster::complete(&r, buf) {
         Ok(whole) => Ok(whole.is_some()),
@@ -220,7 +255,7 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
                 if let Some(k) = &keys {
                     super::keys::applied(&sync.zone, k, o.api_keys.as_ref());
                 }
-                if let Some(v) = o.api_keys.as_ref().map(|s| s.version.clone()) {
+                if let Some(v) = o.api_keys.as_ref().map(|s| arena::outside(|| s.version.clone())) {
                     sync.keys_version = v;
                 }
                 if sync.broken {
@@ -275,6 +310,7 @@ fn run_round(sync: &mut Sync, log: *mut ngx_log_t) {
         &redis.address,
         redis.tls.as_ref(),
         talk_log,
+        head,
         bytes,
         redis.timeout_ms,
         complete,
