@@ -116,6 +116,12 @@ ngx_entry! {
         // configuration without AI APIs (or budgets) pays nothing for them on any request.
         let (ai, quota) = GptAuthModule::main_conf(cf)
             .map_or((true, true), |m| (m.uses_ai.get(), !m.quota_zones.is_empty()));
+        if let (Some(m), Some(clcf)) = (GptAuthModule::main_conf(cf), ::ngx::http::NgxHttpCoreModule::location_conf(cf)) {
+            if let Err(e) = quota::cluster::bind_resolvers(&m.quota_zones, clcf) {
+                ::ngx::ngx_conf_log_error!(nginx_sys::NGX_LOG_EMERG, cf, "{}", e);
+                return false;
+            }
+        }
         crate::ngx::filter::install_header_filter(header_filter);
         if ai {
             crate::ngx::filter::install_body_filter(body_filter);

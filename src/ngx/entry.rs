@@ -18,6 +18,7 @@
 //! | `merge` | `merge_loc_conf` | `&ngx_conf_t`, the enclosing and the current conf | `Result<(), ConfError>`, logged at `emerg` |
 //! | `shm_init` | shared zone init | `&mut ngx_shm_zone_t`, whether reused | `Result<(), ()>` |
 //! | `timer` | timer event handler | `&mut ngx_event_t` | nothing |
+//! | `resolver` | resolver handler (`ctx->handler`) | `&mut ngx_resolver_ctx_t` | nothing |
 //! | `connection` | connection handler (`c->ssl->handler` after a TLS handshake) | `&mut ngx_connection_t` | nothing |
 //! | `cycle` | module `init_process`/`exit_process` | `&ngx_cycle_t` | nothing (init: `NGX_OK` even on panic) |
 //!
@@ -246,6 +247,19 @@ pub fn timer(ev: *mut ngx_event_t, f: impl FnOnce(&mut ngx_event_t)) {
 }
 
 #[doc(hidden)]
+pub fn resolver(
+    ctx: *mut nginx_sys::ngx_resolver_ctx_t,
+    f: impl FnOnce(&mut nginx_sys::ngx_resolver_ctx_t),
+) {
+    guard((), || {
+        // SAFETY: nginx calls a resolver handler with its live context.
+        if let Some(ctx) = unsafe { ctx.as_mut() } {
+            f(ctx)
+        }
+    })
+}
+
+#[doc(hidden)]
 pub fn connection(
     c: *mut nginx_sys::ngx_connection_t,
     f: impl FnOnce(&mut nginx_sys::ngx_connection_t),
@@ -378,6 +392,12 @@ macro_rules! ngx_entry {
         $(#[$m])*
         $vis extern "C" fn $name(ev: *mut nginx_sys::ngx_event_t) {
             $crate::ngx::entry::timer(ev, |$ev| $body)
+        }
+    };
+    ($(#[$m:meta])* $vis:vis resolver fn $name:ident($ctx:ident) $body:block) => {
+        $(#[$m])*
+        $vis extern "C" fn $name(ctx: *mut nginx_sys::ngx_resolver_ctx_t) {
+            $crate::ngx::entry::resolver(ctx, |$ctx| $body)
         }
     };
     ($(#[$m:meta])* $vis:vis connection fn $name:ident($c:ident) $body:block) => {

@@ -12,38 +12,54 @@
 //! client context made when the configuration is read ([`Tls::new`]), a handshake after the
 //! connect, the peer's certificate checked against the trusted certificates and the name.
 
+use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 
 use nginx_sys::{
     ngx_conf_t, ngx_connection_t, ngx_event_t, ngx_int_t, ngx_log_t, ngx_msec_t,
-    ngx_peer_connection_t, ngx_ssl_t, ngx_str_t, ngx_url_t, NGX_AGAIN, NGX_ERROR, NGX_OK,
+    ngx_peer_connection_t, ngx_resolver_ctx_t, ngx_resolver_t, ngx_ssl_t, ngx_str_t, ngx_url_t,
+    NGX_AGAIN, NGX_ERROR, NGX_OK,
 };
 
-/// A peer's address, resolved when the configuration is read (as `proxy_pass` to a host name
-/// without a resolver does).
+/// A peer's address: resolved when the configuration is read (as `proxy_pass` to a host name
+/// without a resolver does), or, with `resolve`, looked up by nginx's resolver before each
+/// conversation (as an upstream `server ... resolve` is).
 pub struct Address {
-    /// The socket address bytes (`socklen` of them).
+    /// The socket address bytes (`socklen` of them; none when looked up at run time).
     sockaddr: Box<[u8]>,
     socklen: nginx_sys::socklen_t,
     /// As written in the configuration, for logs (and nginx's own connect errors).
     text: Box<[u8]>,
     name: Box<ngx_str_t>,
+    lookup: Option<Lookup>,
+}
+
+/// A host name looked up at run time, and by which resolver (the http block's, set after the
+/// configuration is read).
+struct Lookup {
+    host: Box<[u8]>,
+    port: u16,
+    resolver: Cell<*mut ngx_resolver_t>,
+    timeout: Cell<ngx_msec_t>,
 }
 
 impl Address {
     /// Parses `host:port`, `ip:port` or `unix:/path` (`default_port` when none is given),
-    /// resolving a host name now; `Err` says why not.
+    /// resolving a host name now, or, with `resolve`, only checking it is one; `Err` says why
+    /// not.
     pub fn parse(
         pool: *mut nginx_sys::ngx_pool_t,
         text: &str,
         default_port: u16,
+        resolve: bool,
     ) -> Result<Address, String> {
         let mut bytes = text.as_bytes().to_vec().into_boxed_slice();
         // SAFETY: an all-zero ngx_url_t is what nginx's callers start from (ngx_memzero).
         let mut u: ngx_url_t = unsafe { core::mem::zeroed() };
         u.url = ngx_str_t { len: bytes.len(), data: bytes.as_mut_ptr() };
         u.default_port = default_port;
+        u.set_no_resolve(u32::from(resolve));
         // SAFETY: `u` is filled as ngx_parse_url expects; it allocates the addresses from the
         // configuration's pool.
         let rc = unsafe { nginx_sys::ngx_parse_url(pool, &mut u) };
@@ -56,6 +72,28 @@ impl Address {
             };
             return Err(why);
         }
+        if resolve {
+            // A literal address (or a socket) is in `addrs` even without resolving.
+            if u.naddrs != 0 || text.starts_with("unix:") {
+                return Err("resolve needs a host name".to_owned());
+            }
+            // SAFETY: ngx_parse_url set `host` within the URL it parsed.
+            let host = unsafe { core::slice::from_raw_parts(u.host.data, u.host.len) };
+            let lookup = Lookup {
+                host: host.into(),
+                port: u.port,
+                resolver: Cell::new(ptr::null_mut()),
+                timeout: Cell::new(0),
+            };
+            let name = Box::new(ngx_str_t { len: bytes.len(), data: bytes.as_mut_ptr() });
+            return Ok(Address {
+                sockaddr: Box::new([]),
+                socklen: 0,
+                text: bytes,
+                name,
+                lookup: Some(lookup),
+            });
+        }
         if u.naddrs == 0 || u.addrs.is_null() {
             return Err("host not found".to_owned());
         }
@@ -65,7 +103,26 @@ impl Address {
         // SAFETY: `sockaddr` points at `socklen` bytes.
         let sockaddr = unsafe { core::slice::from_raw_parts(a.sockaddr.cast::<u8>(), len) };
         let name = Box::new(ngx_str_t { len: bytes.len(), data: bytes.as_mut_ptr() });
-        Ok(Address { sockaddr: sockaddr.into(), socklen: a.socklen, text: bytes, name })
+        Ok(Address {
+            sockaddr: sockaddr.into(),
+            socklen: a.socklen,
+            text: bytes,
+            name,
+            lookup: None,
+        })
+    }
+
+    /// Whether the host is looked up at run time (`resolve`).
+    pub fn resolves(&self) -> bool {
+        self.lookup.is_some()
+    }
+
+    /// The resolver (and its timeout) that looks the host up, once the configuration is read.
+    pub fn set_resolver(&self, resolver: *mut ngx_resolver_t, timeout: ngx_msec_t) {
+        if let Some(l) = &self.lookup {
+            l.resolver.set(resolver);
+            l.timeout.set(timeout);
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -206,6 +263,9 @@ pub enum Failure {
     /// The worker exits ([`abort_all`]).
     #[error("the worker exits")]
     Aborted,
+    /// nginx's resolver found no address (its reason).
+    #[error("cannot resolve the host ({0})")]
+    Resolve(&'static str),
     #[error("TLS handshake failed")]
     Handshake,
     #[error("the server's certificate is not trusted ({0})")]
@@ -231,13 +291,21 @@ thread_local! {
 
 /// How many conversations are under way in this worker.
 pub fn under_way() -> usize {
-    LIVE.with(|l| l.borrow().len())
+    LIVE.with(|l| l.borrow().len()) + RESOLVING.with(|r| r.borrow().len())
 }
 
 /// At worker exit: ends every conversation under way (`done` gets [`Failure::Aborted`]).
 /// nginx counts a socket still open at a graceful exit as a leak (an `alert`), and the
 /// conversation's owner would never learn that its request may not have been answered.
 pub fn abort_all() {
+    for ctx in RESOLVING.with(|r| core::mem::take(&mut *r.borrow_mut())) {
+        // SAFETY: listed by `resolve` while its lookup is under way; `on_resolved` unlists it.
+        unsafe {
+            let call = (*ctx).data.cast::<Call>();
+            nginx_sys::ngx_resolve_name_done(ctx);
+            fail(call, Failure::Aborted);
+        }
+    }
     for c in LIVE.with(|l| core::mem::take(&mut *l.borrow_mut())) {
         // SAFETY: listed by `call` while its conversation is under way; `finish` unlists it.
         if let Some(c) = unsafe { c.as_mut() } {
@@ -248,6 +316,10 @@ pub fn abort_all() {
 
 struct Call {
     pc: ngx_peer_connection_t,
+    /// The peer's address, `pc.sockaddr` (the configuration's, or the resolver's answer with
+    /// `port`).
+    sockaddr: Box<[u8]>,
+    port: u16,
     /// TLS to the peer (the configuration's, alive as long as this cycle's connections).
     tls: Option<*const Tls>,
     /// Written first, then `out`; `sent` counts through both.
@@ -288,7 +360,6 @@ pub fn call(
 ) {
     // SAFETY: an all-zero peer connection is how nginx's callers start (ngx_pcalloc).
     let mut pc: ngx_peer_connection_t = unsafe { core::mem::zeroed() };
-    pc.sockaddr = addr.sockaddr.as_ptr().cast_mut().cast();
     pc.socklen = addr.socklen;
     pc.name = ptr::from_ref::<ngx_str_t>(&addr.name).cast_mut();
     pc.get = Some(nginx_sys::ngx_event_get_peer);
@@ -301,6 +372,8 @@ pub fn call(
     let tls = tls.map(ptr::from_ref);
     let call = Box::new(Call {
         pc,
+        sockaddr: addr.sockaddr.clone(),
+        port: 0,
         tls,
         head,
         out,
@@ -311,22 +384,116 @@ pub fn call(
         done: Some(done),
     });
     let call = Box::into_raw(call);
+    match &addr.lookup {
+        Some(l) => resolve(call, l),
+        None => connect(call),
+    }
+}
+
+thread_local! {
+    /// Lookups under way (for [`abort_all`]).
+    static RESOLVING: core::cell::RefCell<Vec<*mut ngx_resolver_ctx_t>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Ends a call that never had a connection.
+///
+/// # Safety
+/// `call` came from Box::into_raw in [`call`] and is not used again.
+unsafe fn fail(call: *mut Call, why: Failure) {
+    // SAFETY: by the caller's contract.
+    let mut call = unsafe { Box::from_raw(call) };
+    if let Some(done) = call.done.take() {
+        done(Err((why, Vec::new())));
+    }
+}
+
+/// Looks the host up with nginx's resolver, then connects (`on_resolved`).
+fn resolve(call: *mut Call, l: &Lookup) {
+    let resolver = l.resolver.get();
+    let ctx = if resolver.is_null() {
+        ptr::null_mut()
+    } else {
+        // SAFETY: the http block's resolver, set after the configuration was read.
+        unsafe { nginx_sys::ngx_resolve_start(resolver, ptr::null_mut()) }
+    };
+    // NGX_NO_RESOLVER is (void *) -1: a resolver without servers.
+    if ctx.is_null() || ctx as usize == usize::MAX {
+        // SAFETY: `call` is ours and not used again.
+        return unsafe { fail(call, Failure::Resolve("no resolver")) };
+    }
+    // SAFETY: a fresh context, filled as nginx's modules fill it; the host lives in the
+    // configuration. On NGX_ERROR ngx_resolve_name has freed the context.
+    unsafe {
+        (*ctx).name = ngx_str_t { len: l.host.len(), data: l.host.as_ptr().cast_mut() };
+        (*ctx).handler = Some(on_resolved);
+        (*ctx).data = call.cast();
+        (*ctx).timeout = l.timeout.get();
+        (*ctx).set_cancelable(1);
+        (*call).port = l.port;
+        gpt_auth_arena::outside(|| RESOLVING.with(|r| r.borrow_mut().push(ctx)));
+        if nginx_sys::ngx_resolve_name(ctx) != NGX_OK as ngx_int_t {
+            RESOLVING.with(|r| r.borrow_mut().retain(|&x| x != ctx));
+            fail(call, Failure::Resolve("resolver error"));
+        }
+    }
+}
+
+ngx_entry! {
+    /// The resolver answered (possibly at once, from its cache): connects to the first
+    /// address, or ends the call with the resolver's reason.
+    resolver fn on_resolved(ctx) {
+        gpt_auth_arena::scope(|| {
+            let ctx: &mut ngx_resolver_ctx_t = ctx;
+            let cp = ptr::from_mut(ctx);
+            RESOLVING.with(|r| r.borrow_mut().retain(|&x| x != cp));
+            let call = ctx.data.cast::<Call>();
+            let found = (ctx.state == 0 && ctx.naddrs > 0 && !ctx.addrs.is_null()).then(|| {
+                // SAFETY: the resolver's answer holds `naddrs` addresses; the first is used.
+                let a = unsafe { &*ctx.addrs };
+                // SAFETY: `sockaddr` points at `socklen` bytes.
+                let sa = unsafe { core::slice::from_raw_parts(a.sockaddr.cast::<u8>(), a.socklen as usize) };
+                (Box::<[u8]>::from(sa), a.socklen)
+            });
+            let why = if found.is_some() {
+                ""
+            } else {
+                // SAFETY: nginx returns a static C string for any state.
+                let s = unsafe { core::ffi::CStr::from_ptr(nginx_sys::ngx_resolver_strerror(ctx.state)) };
+                s.to_str().unwrap_or("resolver error")
+            };
+            // SAFETY: the context is ours, done with here (the answer was copied).
+            unsafe { nginx_sys::ngx_resolve_name_done(ctx) };
+            // SAFETY: `call` is the live box `resolve` gave the context.
+            unsafe {
+                let Some((mut sockaddr, socklen)) = found else {
+                    return fail(call, Failure::Resolve(if ctx.state == 0 { "no address" } else { why }));
+                };
+                nginx_sys::ngx_inet_set_port(sockaddr.as_mut_ptr().cast(), (*call).port);
+                (*call).sockaddr = sockaddr;
+                (*call).pc.socklen = socklen;
+                connect(call);
+            }
+        })
+    }
+}
+
+/// Connects to the call's address, then writes (`on_write`).
+fn connect(call: *mut Call) {
     // SAFETY: `call` is a live box; its peer connection is filled as nginx expects. The
     // connection it returns gets `call` as data until `finish` takes it back.
     unsafe {
+        (*call).pc.sockaddr = (*call).sockaddr.as_mut_ptr().cast();
         let rc = nginx_sys::ngx_event_connect_peer(&mut (*call).pc);
         let c = (*call).pc.connection;
         if c.is_null() || (rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t) {
             // NGX_ERROR, NGX_BUSY, NGX_DECLINED: nginx has closed any socket it made.
-            let mut call = Box::from_raw(call);
             if !c.is_null() {
                 nginx_sys::ngx_close_connection(c);
             }
-            if let Some(done) = call.done.take() {
-                done(Err((Failure::Connect, Vec::new())));
-            }
-            return;
+            return fail(call, Failure::Connect);
         }
+        let log = (*call).pc.log;
         (*c).data = call.cast::<c_void>();
         // The list outlives the conversation: on the heap, not in the round's arena.
         gpt_auth_arena::outside(|| LIVE.with(|l| l.borrow_mut().push(c)));

@@ -53,6 +53,27 @@ impl core::fmt::Debug for RedisConf {
     }
 }
 
+/// After the configuration is read: the zones whose server is looked up at run time
+/// (`resolve`) get the http block's resolver; `Err` names a zone that has none to use.
+pub fn bind_resolvers(
+    zones: &[Rc<Zone>],
+    clcf: &nginx_sys::ngx_http_core_loc_conf_t,
+) -> Result<(), String> {
+    for z in zones {
+        let Some(redis) = z.redis.get().filter(|r| r.address.resolves()) else { continue };
+        // SAFETY: the http block's resolver, made by nginx when the block was merged.
+        let servers = unsafe { clcf.resolver.as_ref() }.map_or(0, |r| r.connections.nelts);
+        if servers == 0 {
+            return Err(format!(
+                "gpt_auth_quota_redis zone={}: \"resolve\" needs a \"resolver\" in the http block",
+                z.name
+            ));
+        }
+        redis.address.set_resolver(clcf.resolver, clcf.resolver_timeout);
+    }
+    Ok(())
+}
+
 /// One zone's synchronisation in worker 0 (for the worker's life).
 struct Sync {
     zone: Rc<Zone>,

@@ -116,7 +116,7 @@ fn milliseconds(k: &str, v: &str) -> Result<u64, ConfError> {
 
 ngx_entry! {
     /// `gpt_auth_quota_redis zone=NAME server=ADDRESS [node=NAME] [password_file=FILE]
-    /// [user=NAME] [prefix=STRING] [interval=TIME] [timeout=TIME] [ssl
+    /// [user=NAME] [prefix=STRING] [interval=TIME] [timeout=TIME] [resolve] [ssl
     /// ssl_trusted_certificate=FILE | ssl_verify=off] [ssl_name=NAME]
     /// [ssl_certificate=FILE ssl_certificate_key=FILE]` (http level, after the zone): the
     /// zone's counters are shared with every nginx that names the same Redis server and prefix.
@@ -124,11 +124,16 @@ ngx_entry! {
         let (mut zone, mut server, mut password_file, mut user) = (None, None, None, None);
         let mut node = None;
         let mut tls = TlsArgs::default();
+        let mut resolve = false;
         let mut prefix = "gpt_auth:".to_owned();
         let (mut interval, mut timeout) = (cluster::DEFAULT_INTERVAL_MS, cluster::DEFAULT_TIMEOUT_MS);
         for a in cf.arg_strings() {
             if a == "ssl" {
                 tls.on = true;
+                continue;
+            }
+            if a == "resolve" {
+                resolve = true;
                 continue;
             }
             let (k, v) = a.split_once('=').ok_or_else(|| invalid(&a))?;
@@ -159,7 +164,7 @@ ngx_entry! {
         if z.redis.get().is_some() {
             return Err(ConfError::invalid(format_args!("zone \"{zone}\" has a Redis server already")));
         }
-        let address = Address::parse(cf.pool, &server, cluster::DEFAULT_PORT)
+        let address = Address::parse(cf.pool, &server, cluster::DEFAULT_PORT, resolve)
             .map_err(|why| ConfError::invalid(format_args!("server \"{server}\": {why}")))?;
         let password = match &password_file {
             Some(f) => {
