@@ -62,6 +62,11 @@ http {
             gpt_auth_allowlist off;
         }
 
+        location /nobody/ {
+            gpt_auth on;
+            gpt_auth_allowlist %%TESTDIR%%/nobody.allow;
+        }
+
         location /custom/ {
             gpt_auth on;
             gpt_auth_allowlist %%TESTDIR%%/gpt4.allow;
@@ -93,12 +98,13 @@ $t->write_file('company.allow', <<'EOF');
 guest@partner.org   # until March
 EOF
 $t->write_file('gpt4.allow', "Alice\@Example.COM\n");
+$t->write_file('nobody.allow', '');
 $t->write_file('index.html', 'company page');
 $t->write_file('denied.html', 'custom denied page');
 mkdir($t->testdir() . "/$_") for qw/ gpt4 open custom /;
 $t->write_file("$_/index.html", "$_ page") for qw/ gpt4 open custom /;
 
-$t->run()->plan(37);
+$t->run()->plan(40);
 
 ###############################################################################
 
@@ -190,6 +196,28 @@ is(code('/gpt4/', 'bob@example.com'), 403, 'deleted file: still refuses others')
 $t->write_file('gpt4.allow', "bob\@example.com\n");
 sleep(1.2);
 is(code('/gpt4/', 'bob@example.com'), 200, 'recreated file picked up');
+
+# the last user removed: a file of comments only (moved over the list) allows nobody
+
+$t->write_file('gpt4.allow.new', "# nobody until further notice\n");
+rename($t->testdir() . '/gpt4.allow.new', $t->testdir() . '/gpt4.allow') or die $!;
+sleep(1.2);
+is(code('/gpt4/', 'bob@example.com'), 403, 'the last user removed: refused');
+
+# deny entries: one person locked out of a domain-wide list, on the next re-read
+
+$t->write_file('gpt4.allow.new', "\@example.com\n!Bob\@Example.com  # left in June\n");
+rename($t->testdir() . '/gpt4.allow.new', $t->testdir() . '/gpt4.allow') or die $!;
+sleep(1.2);
+is(code('/gpt4/', 'alice@example.com') . ' ' . code('/gpt4/', 'bob@example.com'), '200 403',
+	'!bob@example.com in a list of @example.com: alice in, bob out');
+$t->write_file('gpt4.allow.new', "# nobody until further notice\n");
+rename($t->testdir() . '/gpt4.allow.new', $t->testdir() . '/gpt4.allow') or die $!;
+sleep(1.2);
+
+# a list that is 0 bytes at start allows nobody (there is no last good list to keep)
+
+is(code('/nobody/', 'alice@example.com'), 403, 'a 0-byte list at start: nobody');
 
 # what the error log says
 

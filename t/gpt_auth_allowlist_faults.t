@@ -91,7 +91,7 @@ $t->write_file('index.html', 'team page');
 $t->write_file('team.allow', "alice\@example.com\nbob\@example.com\n");
 chmod 0644, "$dir/team.allow", "$dir/index.html";
 
-$t->run()->plan(33);
+$t->run()->plan(35);
 
 ###############################################################################
 
@@ -194,8 +194,9 @@ is(code('dave@example.com') . ' ' . code('carol@example.com'), '200 403',
 	'reloaded with one worker: the list is the same');
 
 ###############################################################################
-# emptied: far more likely a truncated file than a decision to lock everyone out, so it is taken
-# as broken: the last good list stays in force and an [error] is logged (README: allowlists)
+# emptied to 0 bytes: far more likely a truncated file than a decision to lock everyone out, so
+# it is taken as broken: the last good list stays in force and an [error] is logged (README:
+# allowlists)
 
 $mark = log_offset($t);
 $t->write_file('team.allow', '');
@@ -203,9 +204,21 @@ settle();
 is(code('dave@example.com') . ' ' . code('carol@example.com'), '200 403',
 	'emptied: the last good list stays in force');
 $log = log_since($t, $mark);
-like($log, qr/\[error\].*gpt_auth: allowlist "\Q$LIST\E" has no entries; keeping the last good list \(2 entries\)/,
-	'emptied: [error] "has no entries"');
-is(scalar(() = $log =~ /has no entries/g), 1, 'emptied: logged once');
+like($log, qr/\[error\].*gpt_auth: allowlist "\Q$LIST\E" is empty \(0 bytes: more likely truncated than meant; a list that allows nobody holds a comment line\); keeping the last good list \(2 entries\)/,
+	'emptied: [error] "is empty (0 bytes ...)"');
+is(scalar(() = $log =~ /is empty \(0 bytes/g), 1, 'emptied: logged once');
+
+# a list that parses and lists nobody means nobody (issue 14: the last user could not be
+# removed): replaced atomically by a file that holds only a comment
+
+$mark = log_offset($t);
+$t->write_file('team.allow.new', "# nobody for now\n");
+rename("$dir/team.allow.new", $LIST) or die "rename: $!";
+settle();
+is(code('dave@example.com') . ' ' . code('carol@example.com'), '403 403',
+	'a list of comments only: nobody passes');
+like(log_since($t, $mark), qr/\[warn\].*gpt_auth: allowlist "\Q$LIST\E" re-read: 0 entries \(was 2\): it allows nobody/,
+	'[warn]: it allows nobody');
 
 $t->write_file('team.allow', "alice\@example.com\nerin\@example.com\n");
 settle();

@@ -1,4 +1,5 @@
-//! Allowlist files (`Allowlist::parse`) and the per-request check (`Allowlist::allows`). The
+//! Allowlist files (`Allowlist::parse`, deny entries included) and the per-request check
+//! (`Allowlist::allows`). The
 //! file is written by an administrator, but its entries are matched against addresses from the
 //! provider and from session cookies, so both sides are fuzzed.
 //!
@@ -34,16 +35,28 @@ fuzz_target!(|data: &[u8]| {
     let entries: Vec<&str> = file.lines().map(entry).filter(|e| !e.is_empty()).collect();
     assert!(list.len() <= entries.len());
     assert_eq!(list.is_empty(), entries.is_empty());
+    // Deny entries (`!...`), lower-cased without their `!`, and the others.
+    let lower: Vec<String> = entries.iter().map(|e| e.to_ascii_lowercase()).collect();
+    let denied: Vec<&str> = lower.iter().filter_map(|e| e.strip_prefix('!')).collect();
+    let allowing: Vec<&str> =
+        lower.iter().filter(|e| !e.starts_with('!')).map(String::as_str).collect();
+    assert_eq!(list.admits_nobody(), allowing.is_empty());
+    // Whether `entries` names the lower-cased address `a` (itself, or its exact domain).
+    let names = |entries: &[&str], a: &str| {
+        let domain = a.rsplit_once('@').map(|(_, d)| d);
+        entries.iter().any(|e| *e == a || domain.is_some_and(|d| e.strip_prefix('@') == Some(d)))
+    };
 
-    for e in &entries {
-        // Every entry admits what it names, in any ASCII case.
+    for (e, deny) in allowing.iter().map(|e| (*e, false)).chain(denied.iter().map(|e| (*e, true))) {
         let addr = match e.strip_prefix('@') {
             Some(domain) => format!("someone@{domain}"),
-            None => (*e).to_owned(),
+            None => e.to_owned(),
         };
         if addr.len() <= MAX_EMAIL_LEN {
-            assert!(list.allows(&addr), "{e:?} does not admit {addr:?}");
-            assert!(list.allows(&addr.to_ascii_uppercase()), "case matters for {addr:?}");
+            // A deny entry refuses what it names; any other entry admits it, unless denied.
+            let expect = !deny && !names(&denied, &addr);
+            assert_eq!(list.allows(&addr), expect, "{e:?} (deny: {deny}) and {addr:?}");
+            assert_eq!(list.allows(&addr.to_ascii_uppercase()), expect, "case matters for {addr:?}");
         }
         probes.push(addr.clone());
         probes.push(format!("x{addr}"));
@@ -56,16 +69,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(allowed, list.allows(&p.to_ascii_uppercase()));
         if allowed {
             assert!(p.len() <= MAX_EMAIL_LEN);
-            // Admitted by an address entry, or by the entry of its exact domain.
+            // Admitted by an entry that names it, and named by no deny entry.
             let lower = p.to_ascii_lowercase();
-            let domain = lower.rsplit_once('@').map(|(_, d)| d);
-            assert!(
-                entries.iter().any(|e| {
-                    let e = e.to_ascii_lowercase();
-                    e == lower || domain.is_some_and(|d| e.strip_prefix('@') == Some(d))
-                }),
-                "{p:?} admitted by no entry of {entries:?}"
-            );
+            assert!(names(&allowing, &lower), "{p:?} admitted by no entry of {entries:?}");
+            assert!(!names(&denied, &lower), "{p:?} admitted despite a deny entry");
         }
     }
 });

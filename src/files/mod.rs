@@ -28,7 +28,7 @@ pub enum FileError {
     NotText { what: &'static str, path: String },
     #[error("{what} \"{path}\": {reason}")]
     Invalid { what: &'static str, path: String, reason: String },
-    #[error("{what} \"{path}\" has no entries")]
+    #[error("{what} \"{path}\" is empty (0 bytes: more likely truncated than meant; a list that allows nobody holds a comment line)")]
     Empty { what: &'static str, path: String },
 }
 
@@ -45,8 +45,14 @@ pub trait Parse: Sized {
     fn parse(text: &str) -> Result<Self, String>;
     /// Number of entries, for messages.
     fn entries(&self) -> usize;
-    /// Whether a re-read file without entries is taken as broken (an emptied allowlist is far
-    /// more likely a truncated one than a decision to lock everyone out).
+    /// Whether the version lets no one through (said at `warn` when re-read so).
+    fn admits_nobody(&self) -> bool {
+        false
+    }
+    /// Whether a re-read file of 0 bytes is taken as broken (an allowlist emptied that way is
+    /// far more likely truncated, or caught while being written, than a decision to lock
+    /// everyone out). A file that holds something but no entries (comments, blank lines) is a
+    /// list of nobody, and is taken.
     const REFUSE_EMPTY_REREAD: bool = false;
 }
 
@@ -60,6 +66,10 @@ impl Parse for Allowlist {
 
     fn entries(&self) -> usize {
         self.len()
+    }
+
+    fn admits_nobody(&self) -> bool {
+        Allowlist::admits_nobody(self)
     }
 }
 
@@ -196,21 +206,32 @@ impl<T: Parse> Watched<T> {
             return;
         }
         let result = read::<T>(&self.path).and_then(|(value, read_sig)| {
-            if T::REFUSE_EMPTY_REREAD && value.entries() == 0 {
+            if T::REFUSE_EMPTY_REREAD && read_sig.size == 0 {
                 return Err(FileError::Empty { what: T::WHAT, path: self.path.clone() });
             }
             Ok((value, read_sig))
         });
         match result {
             Ok((value, read_sig)) => {
-                notice!(
-                    log,
-                    "{} \"{}\" re-read: {} entries (was {})",
-                    T::WHAT,
-                    self.path,
-                    value.entries(),
-                    st.value.entries()
-                );
+                if value.admits_nobody() {
+                    warn!(
+                        log,
+                        "{} \"{}\" re-read: {} entries (was {}): it allows nobody",
+                        T::WHAT,
+                        self.path,
+                        value.entries(),
+                        st.value.entries()
+                    );
+                } else {
+                    notice!(
+                        log,
+                        "{} \"{}\" re-read: {} entries (was {})",
+                        T::WHAT,
+                        self.path,
+                        value.entries(),
+                        st.value.entries()
+                    );
+                }
                 st.value = value;
                 st.sig = read_sig;
                 st.failing = None;

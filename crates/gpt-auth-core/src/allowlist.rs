@@ -1,7 +1,8 @@
 //! Allowlist files: who may pass a location.
 //!
-//! One entry per line: an address (`alice@example.com`) or a whole domain (`@example.com`).
-//! Matching is ASCII case-insensitive. `#` starts a comment at the beginning of a line or after
+//! One entry per line: an address (`alice@example.com`) or a whole domain (`@example.com`);
+//! either after `!` is a deny entry (`!bob@example.com`), which refuses whatever the other
+//! entries say: deny entries are checked first. Matching is ASCII case-insensitive. `#` starts a comment at the beginning of a line or after
 //! whitespace (an address may itself contain `#`). Blank lines are ignored. A domain entry admits
 //! that exact domain, not its subdomains.
 
@@ -27,6 +28,9 @@ pub(crate) type Hasher = foldhash::fast::RandomState;
 pub struct Allowlist {
     addresses: HashSet<Box<[u8]>, Hasher>,
     domains: HashSet<Box<[u8]>, Hasher>,
+    /// Deny entries (`!...`): refused before the entries above are looked at.
+    denied_addresses: HashSet<Box<[u8]>, Hasher>,
+    denied_domains: HashSet<Box<[u8]>, Hasher>,
 }
 
 impl Allowlist {
@@ -48,11 +52,18 @@ impl Allowlist {
                 return Err(err("entry too long"));
             }
             let entry = entry.to_ascii_lowercase();
+            let (deny, entry) = match entry.strip_prefix('!') {
+                Some("") => return Err(err("nothing after '!'")),
+                Some(rest) if rest.starts_with('!') => return Err(err("one '!' before an entry")),
+                Some(rest) => (true, rest.to_owned()),
+                None => (false, entry),
+            };
             if let Some(domain) = entry.strip_prefix('@') {
                 if !valid_domain(domain) {
                     return Err(err("invalid domain after '@'"));
                 }
-                list.domains.insert(domain.as_bytes().into());
+                let set = if deny { &mut list.denied_domains } else { &mut list.domains };
+                set.insert(domain.as_bytes().into());
             } else {
                 let Some((local, domain)) = entry.rsplit_once('@') else {
                     return Err(err("expected an address (user@domain) or a domain (@domain)"));
@@ -63,7 +74,8 @@ impl Allowlist {
                 if !valid_domain(domain) {
                     return Err(err("invalid domain in address"));
                 }
-                list.addresses.insert(entry.as_bytes().into());
+                let set = if deny { &mut list.denied_addresses } else { &mut list.addresses };
+                set.insert(entry.as_bytes().into());
             }
         }
         Ok(list)
@@ -80,18 +92,27 @@ impl Allowlist {
         let Some(lower) = buf.get_mut(..email.len()) else { return false };
         lower.copy_from_slice(email);
         lower.make_ascii_lowercase();
-        if self.addresses.contains(&*lower) {
-            return true;
+        let domain = lower.iter().rposition(|&b| b == b'@').map(|at| &lower[at + 1..]);
+        if self.denied_addresses.contains(&*lower)
+            || domain.is_some_and(|d| self.denied_domains.contains(d))
+        {
+            return false;
         }
-        match lower.iter().rposition(|&b| b == b'@') {
-            Some(at) => self.domains.contains(&lower[at + 1..]),
-            None => false,
-        }
+        self.addresses.contains(&*lower) || domain.is_some_and(|d| self.domains.contains(d))
     }
 
     /// Number of entries (addresses and domains).
+    /// Entries, deny entries included.
     pub fn len(&self) -> usize {
-        self.addresses.len() + self.domains.len()
+        self.addresses.len()
+            + self.domains.len()
+            + self.denied_addresses.len()
+            + self.denied_domains.len()
+    }
+
+    /// Whether no one can pass (no entries, or deny entries only).
+    pub fn admits_nobody(&self) -> bool {
+        self.addresses.is_empty() && self.domains.is_empty()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,6 +166,31 @@ mod tests {
         assert!(!l.allows("x@corp.example.evil.com"));
         assert!(!l.allows(""));
         assert!(!l.allows(&"a".repeat(300)));
+    }
+
+    #[test]
+    fn deny_entries_come_first() {
+        let l = Allowlist::parse(
+            "@example.com\n!Bob@Example.com   # left in June\ncarol@partner.org\n!carol@partner.org\n\
+             !@contractors.example\nx@contractors.example\n",
+        )
+        .unwrap();
+        assert_eq!(l.len(), 6);
+        assert!(l.allows("alice@example.com"));
+        assert!(!l.allows("bob@example.com"), "a deny entry beats the domain entry");
+        assert!(!l.allows("BOB@EXAMPLE.COM"));
+        assert!(!l.allows("carol@partner.org"), "and an address entry");
+        assert!(!l.allows("x@contractors.example"), "a denied domain beats its addresses");
+        assert!(!l.admits_nobody());
+        let only_deny = Allowlist::parse("!bob@example.com\n").unwrap();
+        assert!(only_deny.admits_nobody());
+        assert!(!only_deny.allows("alice@example.com"));
+        assert_eq!(Allowlist::parse("!\n").unwrap_err().reason, "nothing after '!'");
+        assert_eq!(Allowlist::parse("!bob\n").unwrap_err().line, 1);
+        assert_eq!(
+            Allowlist::parse("!!bob@example.com\n").unwrap_err().reason,
+            "one '!' before an entry"
+        );
     }
 
     #[test]
