@@ -1564,6 +1564,11 @@ def report(st, results, elapsed):
                        "(instructions/request, the rounds of worker 0 included; issue 13)",
                        f"{qr:,.0f} vs {q:,.0f} ({(qr - q) / q * 100:+.2f} %; of the difference "
                        f"{heap:+,.0f} in glibc's malloc)", abs(qr - q) <= 0.02 * q))
+    crit_ns = {r[0]: r[2] for r in results.get("criterion", [])}
+    if "idtoken_verify/rs256" in crit_ns:
+        per_s = 1e9 / crit_ns["idtoken_verify/rs256"]
+        checks.append(("ID tokens verified (RS256, warm key set, criterion): at least 10,000 per "
+                       "second per core (issue 14)", f"{per_s:,.0f}/s", per_s >= 10_000))
     if "gpt_auth_ai_elsewhere" in cg and "gpt_auth_two" in cg:
         d = (cg["gpt_auth_ai_elsewhere"]["total"] - cg["gpt_auth_two"]["total"]) / M
         checks.append(("a location without AI features, another one fronting an AI API: at most "

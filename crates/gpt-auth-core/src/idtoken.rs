@@ -4,8 +4,10 @@
 //!
 //! Only RS256 and ES256 are accepted, whatever the token says: `none`, HMAC (where a public key
 //! would be misused as a shared secret) and every other algorithm are refused before a key is
-//! even looked up. `jsonwebtoken` checks the signature; the header, the choice of key and every
-//! claim are checked here, so that each refusal has a precise reason that is safe to log.
+//! even looked up. `ring` checks the signature (with keys decoded once, when the key set is
+//! parsed; `jsonwebtoken` checks there that an EC key is a point on P-256); the header, the
+//! choice of key and every claim are checked here, so that each refusal has a precise reason
+//! that is safe to log.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -56,13 +58,6 @@ impl Algorithm {
             Algorithm::Es256 => "ES256",
         }
     }
-
-    fn jwt(self) -> jsonwebtoken::Algorithm {
-        match self {
-            Algorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
-            Algorithm::Es256 => jsonwebtoken::Algorithm::ES256,
-        }
-    }
 }
 
 /// Why a key set document was refused. `Display` is safe to log.
@@ -88,7 +83,35 @@ pub struct SkippedKey {
 struct PublicKey {
     kid: Option<String>,
     alg: Algorithm,
-    key: DecodingKey,
+    key: KeyMaterial,
+}
+
+/// A key as ring verifies with it, decoded and checked once when the key set is parsed.
+#[derive(Clone, Debug)]
+enum KeyMaterial {
+    /// Modulus and exponent, big-endian, without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// The uncompressed P-256 point (`04 || x || y`).
+    Ec(Vec<u8>),
+}
+
+impl KeyMaterial {
+    /// Whether `signature` (as the JWS carries it: PKCS#1 v1.5 for RS256, `r || s` for ES256)
+    /// signs `message` with this key and algorithm.
+    fn verifies(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        use ring::signature as sig;
+        match (self, alg) {
+            (KeyMaterial::Rsa { n, e }, Algorithm::Rs256) => sig::RsaPublicKeyComponents { n, e }
+                .verify(&sig::RSA_PKCS1_2048_8192_SHA256, message, signature)
+                .is_ok(),
+            (KeyMaterial::Ec(point), Algorithm::Es256) => {
+                sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A provider's signing keys: the RSA and EC P-256 signature keys of a JWKS document.
@@ -244,7 +267,7 @@ fn decode_component(b64: Option<&str>, missing: &'static str) -> Result<Vec<u8>,
     URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).map_err(|_| "key component not base64url")
 }
 
-fn rsa_key(n: Option<&str>, e: Option<&str>) -> Result<DecodingKey, &'static str> {
+fn rsa_key(n: Option<&str>, e: Option<&str>) -> Result<KeyMaterial, &'static str> {
     let n = decode_component(n, "RSA key without n")?;
     let e = decode_component(e, "RSA key without e")?;
     let n_start = n.iter().position(|&b| b != 0).unwrap_or(n.len());
@@ -267,24 +290,24 @@ fn rsa_key(n: Option<&str>, e: Option<&str>) -> Result<DecodingKey, &'static str
     if !(3..(1 << 33)).contains(&exponent) || exponent % 2 == 0 {
         return Err("unusable RSA exponent");
     }
-    Ok(DecodingKey::from_rsa_raw_components(n, e))
+    Ok(KeyMaterial::Rsa { n: n.to_vec(), e: e.to_vec() })
 }
 
-fn ec_key(x: Option<&str>, y: Option<&str>) -> Result<DecodingKey, &'static str> {
+fn ec_key(x: Option<&str>, y: Option<&str>) -> Result<KeyMaterial, &'static str> {
     let xb = decode_component(x, "EC key without x")?;
     let yb = decode_component(y, "EC key without y")?;
     if xb.len() != 32 || yb.len() != 32 {
         return Err("EC P-256 coordinates not 32 bytes");
     }
-    let x = URL_SAFE_NO_PAD.encode(xb);
-    let y = URL_SAFE_NO_PAD.encode(yb);
+    let x = URL_SAFE_NO_PAD.encode(&xb);
+    let y = URL_SAFE_NO_PAD.encode(&yb);
     let key = DecodingKey::from_ec_components(&x, &y).map_err(|_| "bad EC key")?;
     // The backend checks that the point is on the curve when it builds a verifier: `Err` means
     // the key is unusable, `Ok(false)` only that this empty signature does not verify.
     if jsonwebtoken::crypto::verify("", b"", &key, jsonwebtoken::Algorithm::ES256).is_err() {
         return Err("EC point not on P-256");
     }
-    Ok(key)
+    Ok(KeyMaterial::Ec([&[4u8][..], &xb, &yb].concat()))
 }
 
 /// Why an ID token was refused. `Display` is safe to log: it never contains the token, and the
@@ -477,17 +500,11 @@ pub fn verify(token: &str, jwks: &Jwks, expect: &Expectations<'_>) -> Result<Cla
     if parts.signature.is_empty() {
         return Err(IdTokenError::Malformed("no signature"));
     }
-    if URL_SAFE_NO_PAD.decode(parts.signature).is_err() {
+    let Ok(signature) = URL_SAFE_NO_PAD.decode(parts.signature) else {
         return Err(IdTokenError::Malformed("signature not base64url"));
-    }
+    };
     let key = jwks.select(alg, parts.header.kid.as_deref())?;
-    let genuine = jsonwebtoken::crypto::verify(
-        parts.signature,
-        parts.signing_input.as_bytes(),
-        &key.key,
-        alg.jwt(),
-    );
-    if genuine != Ok(true) {
+    if !key.key.verifies(alg, parts.signing_input.as_bytes(), &signature) {
         return Err(IdTokenError::BadSignature);
     }
 
