@@ -312,7 +312,7 @@ like($log, qr/ID token unsupported algorithm "none"/, 'alg none: logged');
 
 ($r, $log) = post(credential => credential($nonce, email => 'alice@example.test',
 	email_verified => JSON::PP::false), csrf => 'c9', csrf_cookie => 'c9', @state);
-is(status($r), 401, 'unverified email: 401');
+is(status($r), 403, 'unverified email: 403 (the token is genuine, the address is not verified)');
 
 # bodies too large for the form
 

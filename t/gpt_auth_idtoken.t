@@ -155,7 +155,7 @@ $idp->respond('/cache/jwks', body => jwks_json($rsa), headers => { 'Cache-Contro
 $idp->respond('/file/jwks', status => 500, body => 'must not be fetched');
 
 $idp->start();
-$t->run()->plan(152);
+$t->run()->plan(154);
 
 ###############################################################################
 
@@ -194,10 +194,14 @@ my sub accepted {
 
 my sub refused {
 	my ($name, $why, %a) = @_;
-	my ($r, $log) = try(%a);
+	my ($r, $log, $l) = try(%a);
 	my $p = $a{provider} // 'corp';
+	my $want = $a{status} // 401;
 	my $session = grep { /^gpt_auth=/ } headers($r, 'Set-Cookie');
-	is(status($r) . ($session ? ' with session' : ''), 401, "$name: 401");
+	# the login is used up: its state cookie is cleared, as after a sign-in
+	my $cleared = grep { /^\Q$l->{cookie_name}\E=;.*Max-Age=0/i } headers($r, 'Set-Cookie');
+	is(status($r) . ($session ? ' with session' : '') . ($cleared ? '' : ' state kept'), $want,
+		"$name: $want, login state cleared");
 	like($log, qr/\[info\].*gpt_auth: login refused: provider "\Q$p\E": ID token $why/,
 		"$name: logged");
 	return $r;
@@ -227,7 +231,9 @@ my $r = refused('no kid, two RS256 keys in the set',
 	claims => { hd => 'example.test' });
 like(body($r), qr{<h1>Sign-in failed</h1>\n<p>The answer of the identity provider could not be verified\. Please try again\.</p>},
 	'401 page');
-is(scalar(() = headers($r, 'Set-Cookie')), 0, 'refused token: no cookie');
+is(join(' ', map { /^([^=]+)=([^;]*)/ ? "$1=$2" : $_ } headers($r, 'Set-Cookie')),
+	(headers($r, 'Set-Cookie'))[0] =~ /^([^=]+)=/ ? "$1=" : '-',
+	'refused token: no session cookie, only the login state cleared');
 
 # issuer, audience, azp
 
@@ -282,11 +288,14 @@ refused('email with CR LF', qr/email claim is not a valid address/,
 	claims => { email => "alice\@example.test\r\nSet-Cookie: x=1" });
 refused('email with a space', qr/email claim is not a valid address/,
 	claims => { email => 'alice smith@example.test' });
-refused('email_verified false', qr/email address not verified/,
+my $unverified = refused('email_verified false', qr/email address not verified/, status => 403,
 	claims => { email_verified => JSON::PP::false });
-refused('email_verified missing', qr/email address not verified/,
+like(body($unverified), qr/has not verified the email address of this account/,
+	'unverified: the page says why');
+unlike(body($unverified), qr/try again/i, 'unverified: and does not ask to try again');
+refused('email_verified missing', qr/email address not verified/, status => 403,
 	claims => { email_verified => undef });
-refused('email_verified "false"', qr/email address not verified/,
+refused('email_verified "false"', qr/email address not verified/, status => 403,
 	claims => { email_verified => 'false' });
 
 # hosted domains

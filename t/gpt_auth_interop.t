@@ -5,7 +5,7 @@
 # client_secret_basic and a client_secret_post client: protected page -> 302 login page ->
 # "Sign in with ..." -> the provider's /auth -> login form -> POST credentials -> back to the
 # callback with code, state and iss -> 302 with the session cookie -> protected page 200.
-# Then: a user not on the allowlist (403 page, no session), an unverified email (401), a user
+# Then: a user not on the allowlist (403 page, no session), an unverified email (403), a user
 # allowed at the login but not on the site (403 at the site), a replayed callback (400), the
 # provider's Cancel (403), logout, single sign-on at the provider, and the error.log lines.
 #
@@ -360,8 +360,9 @@ is(header($r, 'Location'), $PAGE, 'another account: alice signed in, back to the
 # unverified email: the ID token is refused
 
 $s = sign_in(provider => 'post', user => 'eve');
-is(status($s->{callback}), 401, 'unverified email: callback 401') or trail($s);
-like(page_text($s->{callback}), qr/Sign-in failed/, 'unverified email: sign-in failed page');
+is(status($s->{callback}), 403, 'unverified email: callback 403') or trail($s);
+like(page_text($s->{callback}), qr/Sign-in refused.*has not verified the email address/,
+	'unverified email: the page says why');
 ok(!session_set_cookie($s->{callback}), 'unverified email: no session cookie');
 
 # allowed at the login site, not on the protected site's allowlist

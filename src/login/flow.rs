@@ -80,6 +80,16 @@ impl Flow {
         }
     }
 
+    /// Clears the login-state cookie of this login (its answer came: it cannot be used again).
+    fn used_up(&self, r: &mut Request) -> Option<()> {
+        match &self.kind {
+            Kind::Code { state_cookie, .. } | Kind::Credential { state_cookie, .. } => {
+                super::state::finish(r, self.lcf, state_cookie)
+            }
+            Kind::Authorize { .. } => Some(()),
+        }
+    }
+
     fn fail(&self, r: &mut Request, page: Page) -> Step {
         Step::Done(pages::error(r, self.lcf, page))
     }
@@ -284,6 +294,9 @@ fn verify(r: &mut Request, flow: &mut Flow, jwks: &Jwks, now: u64) -> Step {
                     provider.name,
                     kid
                 );
+                if flow.used_up(r).is_none() {
+                    return Step::Done(NGX_ERROR as ngx_int_t);
+                }
                 return flow.fail(r, Page::BadToken);
             }
             info!(
@@ -298,7 +311,15 @@ fn verify(r: &mut Request, flow: &mut Flow, jwks: &Jwks, now: u64) -> Step {
         }
         Err(e) => {
             info!(r, "login refused: provider \"{}\": ID token {}", provider.name, e);
-            flow.fail(r, Page::BadToken)
+            // The login is used up: its state cookie goes, as after any answer to it.
+            if flow.used_up(r).is_none() {
+                return Step::Done(NGX_ERROR as ngx_int_t);
+            }
+            let page = match e {
+                IdTokenError::EmailNotVerified => Page::Unverified,
+                _ => Page::BadToken,
+            };
+            flow.fail(r, page)
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum Page {
     Cancelled,
     /// 401: the identity token could not be verified.
     BadToken,
+    /// 403: the token is genuine, but the provider has not verified the account's address.
+    Unverified,
     /// 502: the provider could not be reached or answered with an error or garbage.
     ProviderDown,
     /// 504: the provider did not answer in time.
@@ -58,7 +60,7 @@ impl Page {
             Page::StaleLogin | Page::BadRequest | Page::InsecureSite => {
                 nginx_sys::NGX_HTTP_BAD_REQUEST
             }
-            Page::Cancelled => nginx_sys::NGX_HTTP_FORBIDDEN,
+            Page::Cancelled | Page::Unverified => nginx_sys::NGX_HTTP_FORBIDDEN,
             Page::BadToken => nginx_sys::NGX_HTTP_UNAUTHORIZED,
             Page::ProviderDown => nginx_sys::NGX_HTTP_BAD_GATEWAY,
             Page::ProviderTimeout => nginx_sys::NGX_HTTP_GATEWAY_TIME_OUT,
@@ -77,6 +79,12 @@ impl Page {
             Page::BadToken => (
                 "Sign-in failed",
                 "The answer of the identity provider could not be verified. Please try again.",
+            ),
+            Page::Unverified => (
+                "Sign-in refused",
+                "The identity provider has not verified the email address of this account, so \
+                 it cannot be used to sign in here. Verify the address with the provider, or ask \
+                 your administrator.",
             ),
             Page::ProviderDown => (
                 "Sign-in unavailable",
