@@ -105,7 +105,7 @@ $idp->respond('/google/jwks', body => jwks_json($rsa),
 $idp->serve_discovery('/corp');
 
 $idp->start();
-$t->run()->plan(62);
+$t->run()->plan(67);
 
 ###############################################################################
 
@@ -148,7 +148,8 @@ my sub post {
 	my $mark = log_offset($t);
 	my $r = request('/callback', method => 'POST', host => 'auth.example.test', body => $body,
 		cookie => @cookies ? join('; ', @cookies) : undef,
-		headers => [ 'Content-Type: application/x-www-form-urlencoded' ]);
+		headers => [ 'Content-Type: ' . ($a{json} ? 'application/json; charset=utf-8'
+			: 'application/x-www-form-urlencoded') ]);
 	return ($r, log_since($t, $mark));
 }
 
@@ -213,10 +214,32 @@ like($sc[1] // '', qr/^gpt_auth=[^;]+; Path=\/; Domain=\.example\.test; Max-Age=
 my ($session) = ($sc[1] // '') =~ /^gpt_auth=([^;]+)/;
 my $s = verify_cookie(key => $key, value => $session // '');
 is($s && $s->{email}, 'alice@example.test', 'session cookie verifies, for the credential\'s email');
+
 like($log, qr/\[info\].*gpt_auth: login: "alice\@example\.test" signed in via provider "google"/,
 	'GSI login logged');
 is($idp->count(path => '/google/jwks'), 1, 'keys from jwks_uri');
 is($idp->count(path => qr/well-known/), 0, 'no discovery for a GSI provider with jwks_uri');
+
+# the same POST as a JSON object (Google's verification guide shows one), with the same
+# double-submit check
+
+my (undef, $nonce_j, $cname_j, $cvalue_j) = page();
+($r, $log) = post(json => 1, body => JSON::PP->new->encode({ credential => credential($nonce_j),
+	g_csrf_token => 'csrf-j', select_by => 'btn' }), csrf_cookie => 'csrf-j',
+	state => [ $cname_j, $cvalue_j ]);
+is(status($r) . ' ' . (grep({ /^gpt_auth=[^;]/ } headers($r, 'Set-Cookie')) ? 'session' : '-'),
+	'302 session', 'credential POST as JSON: signed in');
+(undef, $nonce_j, $cname_j, $cvalue_j) = page();
+($r, $log) = post(json => 1, body => JSON::PP->new->encode({ credential => credential($nonce_j),
+	g_csrf_token => 'csrf-j' }), csrf_cookie => 'csrf-other', state => [ $cname_j, $cvalue_j ]);
+is(status($r), 400, 'JSON with a g_csrf_token that does not match the cookie: 400');
+like($log, qr/login refused: g_csrf_token cookie missing or not matching the form/,
+	'JSON: the double-submit check refuses it');
+($r, $log) = post(json => 1, body => 'credential=x&g_csrf_token=csrf-j', csrf_cookie => 'csrf-j',
+	state => [ $cname_j, $cvalue_j ]);
+is(status($r), 400, 'a form body sent as JSON: 400');
+like($log, qr/login refused: callback POST body is not a form or a JSON object of strings/,
+	'logged');
 
 (undef, $nonce, $cname, $cvalue) = page();
 ($r, $log) = post(credential => credential($nonce, iss => 'accounts.google.com'),

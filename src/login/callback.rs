@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use gpt_auth_core::form::form_params;
+use gpt_auth_core::form::gsi_fields;
 use gpt_auth_core::idtoken;
 use gpt_auth_core::log_safe::log_safe;
 use gpt_auth_core::state::{self, State};
@@ -130,9 +130,15 @@ fn gsi_callback(r: &Request, lcf: &'static LocConf) -> Result<Flow, Page> {
         info!(r, "login refused: callback POST body missing or too large");
         return Err(Page::BadRequest);
     };
-    let params = form_params(&body);
-    let field = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-    let (Some(credential), Some(csrf)) = (field("credential"), field("g_csrf_token")) else {
+    let content_type = r
+        .headers()
+        .find(|(h, _)| h.eq_ignore_ascii_case(b"content-type"))
+        .map_or(&b""[..], |(_, v)| v);
+    let Some(fields) = gsi_fields(&body, content_type) else {
+        info!(r, "login refused: callback POST body is not a form or a JSON object of strings");
+        return Err(Page::BadRequest);
+    };
+    let (Some(credential), Some(csrf)) = (fields.0.as_deref(), fields.1.as_deref()) else {
         info!(r, "login refused: callback POST without credential and g_csrf_token");
         return Err(Page::BadRequest);
     };

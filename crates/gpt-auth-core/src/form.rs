@@ -32,10 +32,55 @@ pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The fields of a Google Identity Services credential POST (`credential`, `g_csrf_token`):
+/// from a form body, or from a JSON object when the request says `application/json` (Google's
+/// verification guide shows that form too). `None` when the body is not one (too long, not a
+/// JSON object, a field given twice or not a string in JSON).
+pub fn gsi_fields(body: &[u8], content_type: &[u8]) -> Option<(Option<String>, Option<String>)> {
+    if body.len() > MAX_FORM_LEN {
+        return None;
+    }
+    let media = content_type.split(|&b| b == b';').next().unwrap_or_default();
+    if media.trim_ascii().eq_ignore_ascii_case(b"application/json") {
+        #[derive(serde::Deserialize)]
+        struct Gsi {
+            credential: Option<String>,
+            g_csrf_token: Option<String>,
+        }
+        let g: Gsi = serde_json::from_slice(body).ok()?;
+        return Some((g.credential, g.g_csrf_token));
+    }
+    let params = form_params(body);
+    let field = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    Some((field("credential"), field("g_csrf_token")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn gsi_fields_from_a_form_or_json() {
+        let form = b"credential=eyJ.a.b&g_csrf_token=c9&select_by=btn";
+        let both = (Some("eyJ.a.b".to_owned()), Some("c9".to_owned()));
+        assert_eq!(gsi_fields(form, b"application/x-www-form-urlencoded"), Some(both.clone()));
+        assert_eq!(gsi_fields(form, b""), Some(both.clone()), "no type: a form");
+        let json = br#"{"credential":"eyJ.a.b","g_csrf_token":"c9","select_by":"btn"}"#;
+        assert_eq!(gsi_fields(json, b"Application/JSON; charset=utf-8"), Some(both));
+        assert_eq!(
+            gsi_fields(br#"{"credential":"x"}"#, b"application/json"),
+            Some((Some("x".into()), None))
+        );
+        assert_eq!(
+            gsi_fields(br#"{"credential":"x","credential":"y"}"#, b"application/json"),
+            None
+        );
+        assert_eq!(gsi_fields(br#"{"credential":1}"#, b"application/json"), None);
+        assert_eq!(gsi_fields(b"credential=x", b"application/json"), None, "not JSON");
+        assert_eq!(gsi_fields(br#"["credential"]"#, b"application/json"), None);
+        assert_eq!(gsi_fields(&vec![b' '; MAX_FORM_LEN + 1], b"application/json"), None);
+    }
 
     #[test]
     fn query_params() {
