@@ -56,7 +56,7 @@ const fn http(name: &'static core::ffi::CStr, args: u32, set: DirectiveHandler) 
     command(name, NGX_HTTP_MAIN_CONF | args, set, NGX_HTTP_MAIN_CONF_OFFSET, 0)
 }
 
-pub static mut COMMANDS: [ngx_command_t; 39] = [
+pub static mut COMMANDS: [ngx_command_t; 40] = [
     any_level(c"gpt_auth", NGX_CONF_FLAG, general::enable),
     any_level(c"gpt_auth_key_file", NGX_CONF_TAKE1, general::key_file),
     any_level(c"gpt_auth_cookie_name", NGX_CONF_TAKE1, general::cookie_name),
@@ -83,6 +83,7 @@ pub static mut COMMANDS: [ngx_command_t; 39] = [
         offset_of!(LocConf, login_url),
     ),
     any_level(c"gpt_auth_allowlist", NGX_CONF_TAKE1, general::allowlist),
+    any_level(c"gpt_auth_revoked", NGX_CONF_TAKE1, general::revoked),
     any_level(c"gpt_auth_logout_url", NGX_CONF_TAKE1, general::logout_url),
     any_level(c"gpt_auth_return_hosts", NGX_CONF_1MORE, general::return_hosts),
     any_level(c"gpt_auth_default_return_url", NGX_CONF_TAKE1, general::default_return_url),

@@ -182,6 +182,9 @@ ngx_entry! {
             for list in &mcf.allowlists {
                 list.check_readable(cycle.log);
             }
+            for list in &mcf.revocation_lists {
+                list.check_readable(cycle.log);
+            }
         }
         quota::state::start_timers(cycle);
         quota::cluster::start(cycle);

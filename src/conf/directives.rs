@@ -196,6 +196,32 @@ ngx_entry! {
 }
 
 ngx_entry! {
+    /// `gpt_auth_revoked FILE | off`: sessions revoked per user up to a time; read once per
+    /// configuration, re-read when it changes.
+    pub directive fn revoked(cf, lcf: LocConf) {
+        if lcf.revoked.is_some() {
+            return Err(ConfError::Duplicate);
+        }
+        let v = value(cf);
+        if v == b"off" {
+            lcf.revoked = Some(None);
+            return Ok(());
+        }
+        let path = cf.full_path(&v)?;
+        let mcf = GptAuthModule::main_conf_mut(cf).ok_or(ConfError::NoHttp)?;
+        if let Some(list) = mcf.revocation_lists.iter().find(|l| l.path() == path) {
+            lcf.revoked = Some(Some(list.clone()));
+            return Ok(());
+        }
+        let list = Rc::new(crate::files::WatchedRevocations::load(&path)?);
+        crate::files::warn_if_unreadable_by_workers(cf, "revocation list", &path);
+        mcf.revocation_lists.push(list.clone());
+        lcf.revoked = Some(Some(list));
+        Ok(())
+    }
+}
+
+ngx_entry! {
     /// `gpt_auth_allowlist FILE | off`: read once per configuration, re-read when it changes.
     pub directive fn allowlist(cf, lcf: LocConf) {
         if lcf.allowlist.is_some() {

@@ -14,7 +14,7 @@ use gpt_auth_core::session_cache::{CookieName, VerifiedCache};
 use gpt_auth_core::set_cookie::{Attributes, SameSite};
 use nginx_sys::{ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, NGX_CONF_UNSET};
 
-use crate::files::WatchedAllowlist;
+use crate::files::{WatchedAllowlist, WatchedRevocations};
 use crate::ngx::conf::ComplexValueSlot;
 use crate::ngx::{ConfError, Source};
 
@@ -48,6 +48,7 @@ pub struct KeyFile {
 pub struct MainConf {
     pub key_files: Vec<Rc<KeyFile>>,
     pub allowlists: Vec<Rc<WatchedAllowlist>>,
+    pub revocation_lists: Vec<Rc<WatchedRevocations>>,
     pub providers: Vec<Rc<Provider>>,
     pub quota_zones: Vec<Rc<Zone>>,
     /// Some location fronts an AI API (`gpt_auth_api`): only then are the answer filters and
@@ -129,6 +130,8 @@ pub struct LocConf {
     pub login_url: ComplexValueSlot,
     /// `Some(None)` for `off`.
     pub allowlist: Option<Option<Rc<WatchedAllowlist>>>,
+    /// `gpt_auth_revoked`; `Some(None)` for `off`.
+    pub revoked: Option<Option<Rc<WatchedRevocations>>>,
     pub logout_url: Option<String>,
     pub return_hosts: Option<Vec<String>>,
     pub default_return_url: Option<String>,
@@ -170,6 +173,7 @@ impl Default for LocConf {
             cache_control: FLAG_UNSET,
             login_url: ComplexValueSlot::UNSET,
             allowlist: None,
+            revoked: None,
             logout_url: None,
             return_hosts: None,
             default_return_url: None,
@@ -230,6 +234,7 @@ impl LocConf {
                 if prev.login_url.is_unset() { ComplexValueSlot::OFF } else { prev.login_url };
         }
         inherit(&mut self.allowlist, &prev.allowlist);
+        inherit(&mut self.revoked, &prev.revoked);
         inherit(&mut self.logout_url, &prev.logout_url);
         inherit(&mut self.return_hosts, &prev.return_hosts);
         inherit(&mut self.default_return_url, &prev.default_return_url);
@@ -301,6 +306,10 @@ impl LocConf {
 
     pub fn allowlist(&self) -> Option<&WatchedAllowlist> {
         self.allowlist.as_ref().and_then(|a| a.as_deref())
+    }
+
+    pub fn revoked(&self) -> Option<&WatchedRevocations> {
+        self.revoked.as_ref().and_then(|a| a.as_deref())
     }
 
     /// The zone whose personal API keys this location accepts.

@@ -12,6 +12,7 @@ use std::os::unix::fs::MetadataExt;
 
 use gpt_auth_core::allowlist::Allowlist;
 use gpt_auth_core::quota::Overrides;
+use gpt_auth_core::revocations::Revocations;
 use nginx_sys::ngx_log_t;
 
 use crate::ngx::conf::io_reason;
@@ -70,6 +71,18 @@ impl Parse for Allowlist {
 
     fn admits_nobody(&self) -> bool {
         Allowlist::admits_nobody(self)
+    }
+}
+
+impl Parse for Revocations {
+    const WHAT: &'static str = "revocation list";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        Revocations::parse(text).map_err(|e| e.to_string())
+    }
+
+    fn entries(&self) -> usize {
+        self.len()
     }
 }
 
@@ -143,6 +156,7 @@ pub struct Watched<T> {
 }
 
 pub type WatchedAllowlist = Watched<Allowlist>;
+pub type WatchedRevocations = Watched<Revocations>;
 
 impl<T: Parse> Watched<T> {
     /// Reads the file at configuration time; any problem is an error for `nginx -t`.
@@ -242,6 +256,14 @@ impl<T: Parse> Watched<T> {
                 error!(log, "{}; keeping the last good list ({} entries)", e, st.value.entries());
             }
         }
+    }
+}
+
+impl Watched<Revocations> {
+    /// Whether the session of `email` issued at `iat` is revoked, re-reading the file first if
+    /// it is due and changed.
+    pub fn revokes(&self, email: &[u8], iat: u64, now: u64, log: *mut ngx_log_t) -> bool {
+        self.get(now, log).revokes(email, iat)
     }
 }
 

@@ -54,7 +54,7 @@ fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
         }
         Outcome::Invalid | Outcome::Expired => {
             match v.error {
-                Some(e @ (Refused::Key(_) | Refused::KeyRevoked)) => {
+                Some(e @ (Refused::Key(_) | Refused::KeyRevoked | Refused::KeyRevokedByList)) => {
                     info!(r, "access refused: {}", e);
                 }
                 e => {

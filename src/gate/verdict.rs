@@ -68,6 +68,12 @@ pub enum Refused {
     Key(ApiKeyError),
     #[error("API key revoked or unknown to the zone")]
     KeyRevoked,
+    /// The key was made before its owner's time in the `gpt_auth_revoked` file.
+    #[error("API key revoked (made before the time in the revocation list)")]
+    KeyRevokedByList,
+    /// The session was issued before its user's time in the `gpt_auth_revoked` file.
+    #[error("session revoked (issued before the time in the revocation list)")]
+    SessionRevoked,
 }
 
 impl Verdict {
@@ -144,6 +150,15 @@ fn compute(r: &Request, lcf: &'static LocConf) -> Option<Verdict> {
             from = next;
             tried += 1;
             match cache.decode(&keys.ring, &cookie.name, candidate, now, lcf.max_age()) {
+                Ok(verified)
+                    if lcf.revoked().is_some_and(|list| {
+                        list.revokes(verified.email.as_bytes(), verified.iat, now, r.log_ptr())
+                    }) =>
+                {
+                    debug!(r, "session cookie candidate {} revoked", tried);
+                    v.outcome = Outcome::Invalid;
+                    v.error = Some(Refused::SessionRevoked);
+                }
                 Ok(verified) => {
                     let email = verified.email.as_bytes();
                     debug!(
@@ -169,7 +184,9 @@ fn compute(r: &Request, lcf: &'static LocConf) -> Option<Verdict> {
                         Some(Refused::Cookie(p)) => Some(p),
                         _ => None,
                     };
-                    if prev.is_none_or(|prev| e.is_expired() && !prev.is_expired()) {
+                    // A revoked (genuine) session is said over any broken candidate.
+                    let revoked = v.error == Some(Refused::SessionRevoked);
+                    if !revoked && prev.is_none_or(|prev| e.is_expired() && !prev.is_expired()) {
                         v.error = Some(Refused::Cookie(e));
                         v.outcome =
                             if e.is_expired() { Outcome::Expired } else { Outcome::Invalid };
@@ -218,12 +235,18 @@ fn bearer(
             return Some(v);
         }
     };
-    let on_record = GptAuthModule::main_conf(r)
+    let created = GptAuthModule::main_conf(r)
         .and_then(|m| m.quota_zone(zone))
-        .is_some_and(|z| crate::quota::keys::check(z, &key.id, &key.email, now));
-    if !on_record {
+        .and_then(|z| crate::quota::keys::check(z, &key.id, &key.email, now));
+    let Some(created) = created else {
         v.outcome = Outcome::Invalid;
         v.error = Some(Refused::KeyRevoked);
+        return Some(v);
+    };
+    // An offboarding revokes the user's keys made up to its time, like their sessions.
+    if lcf.revoked().is_some_and(|l| l.revokes(key.email.as_bytes(), created, now, r.log_ptr())) {
+        v.outcome = Outcome::Invalid;
+        v.error = Some(Refused::KeyRevokedByList);
         return Some(v);
     }
     let email = key.email.as_bytes();

@@ -54,20 +54,20 @@ pub enum CreateError {
 }
 
 /// Whether the key `id` of `owner` is on record; notes its use (at most once a second).
-pub fn check(zone: &Zone, id: &[u8], owner: &Email, now: u64) -> bool {
-    let Some(shared) = zone::shared(zone) else { return false };
+pub fn check(zone: &Zone, id: &[u8], owner: &Email, now: u64) -> Option<u64> {
+    let shared = zone::shared(zone)?;
     shared
         .with_keys(|keys| {
-            let Some(s) = keys.get(id).filter(|s| s.live()) else { return false };
+            let s = keys.get(id).filter(|s| s.live())?;
             if !s.rec.owner.as_bytes().eq_ignore_ascii_case(owner.as_bytes()) {
-                return false;
+                return None;
             }
             if s.last_used.load(Ordering::Relaxed) != now {
                 s.last_used.store(now, Ordering::Relaxed);
             }
-            true
+            Some(s.rec.created)
         })
-        .unwrap_or(false)
+        .flatten()
 }
 
 /// Records a new key, unless its owner has `max` already.

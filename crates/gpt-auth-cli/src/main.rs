@@ -52,6 +52,15 @@ enum Command {
         #[arg(long)]
         pair: bool,
     },
+    /// Print a line for a gpt_auth_revoked file that revokes EMAIL's sessions and API keys
+    /// issued up to now (append it: `gpt-auth revoke alice@example.com >> revoked.txt`).
+    Revoke {
+        /// The user whose sessions end.
+        email: String,
+        /// The time instead of now (Unix seconds).
+        #[arg(long)]
+        now: Option<u64>,
+    },
     /// Decode a cookie value, verify it against a key file and say why it is (not) valid.
     Inspect {
         #[arg(long, short = 'k')]
@@ -91,6 +100,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let mut secret = [0u8; 32];
             getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
             println!("{}", encode_key(&secret));
+        }
+        Command::Revoke { email, now } => {
+            if !valid_email(&email) {
+                return Err(format!("\"{email}\" is not an email address"));
+            }
+            let now = match now {
+                Some(t) => t,
+                None => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_err(|_| "the clock is before 1970".to_owned())?
+                    .as_secs(),
+            };
+            println!("{}", gpt_auth_core::revocations::line(&email, now));
         }
         Command::KeyIds { key_file } => {
             let ring = load_keys(&key_file)?;

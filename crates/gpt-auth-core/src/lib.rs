@@ -25,6 +25,7 @@ pub mod navigation;
 pub mod pkce;
 pub mod quota;
 pub mod return_url;
+pub mod revocations;
 pub mod session;
 pub mod session_cache;
 pub mod set_cookie;
