@@ -56,6 +56,14 @@ fn main() {
     key_sets(&mut c);
     return_urls(&mut c);
     allowlists(&mut c);
+    for text in [
+        "# offboarding\nAlice@Example.com 2026-12-04T09:30:00Z  # left\nbob@example.com 1796376600\nbob@example.com 5\n",
+        "alice@example.com 2024-02-29T23:59:59Z\n",
+        "alice@example.com 2023-02-29T00:00:00Z\n",
+        "alice@example.com\n",
+    ] {
+        c.add("revocations", text);
+    }
     documents(&mut c);
     forms_and_headers(&mut c);
     pages(&mut c, &root);
