@@ -12,7 +12,6 @@ use gpt_auth_core::set_cookie::SameSite;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
 use super::{KeyFile, LocConf, FLAG_UNSET};
-use crate::files::WatchedAllowlist;
 use crate::ngx::conf::{read_conf_file, ComplexValueSlot};
 use crate::ngx::{ConfError, NgxConfExt};
 use crate::GptAuthModule;
@@ -207,16 +206,7 @@ ngx_entry! {
             lcf.revoked = Some(None);
             return Ok(());
         }
-        let path = cf.full_path(&v)?;
-        let mcf = GptAuthModule::main_conf_mut(cf).ok_or(ConfError::NoHttp)?;
-        if let Some(list) = mcf.revocation_lists.iter().find(|l| l.path() == path) {
-            lcf.revoked = Some(Some(list.clone()));
-            return Ok(());
-        }
-        let list = Rc::new(crate::files::WatchedRevocations::load(&path)?);
-        crate::files::warn_if_unreadable_by_workers(cf, "revocation list", &path);
-        mcf.revocation_lists.push(list.clone());
-        lcf.revoked = Some(Some(list));
+        lcf.revoked = Some(Some(crate::files::shared(cf, &v, |m| &mut m.revocation_lists)?));
         Ok(())
     }
 }
@@ -232,16 +222,7 @@ ngx_entry! {
             lcf.allowlist = Some(None);
             return Ok(());
         }
-        let path = cf.full_path(&v)?;
-        let mcf = GptAuthModule::main_conf_mut(cf).ok_or(ConfError::NoHttp)?;
-        if let Some(list) = mcf.allowlists.iter().find(|l| l.path() == path) {
-            lcf.allowlist = Some(Some(list.clone()));
-            return Ok(());
-        }
-        let list = Rc::new(WatchedAllowlist::load(&path)?);
-        crate::files::warn_if_unreadable_by_workers(cf, "allowlist", &path);
-        mcf.allowlists.push(list.clone());
-        lcf.allowlist = Some(Some(list));
+        lcf.allowlist = Some(Some(crate::files::shared(cf, &v, |m| &mut m.allowlists)?));
         Ok(())
     }
 }

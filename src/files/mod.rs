@@ -9,6 +9,7 @@
 use core::cell::{Ref, RefCell};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::rc::Rc;
 
 use gpt_auth_core::allowlist::Allowlist;
 use gpt_auth_core::quota::Overrides;
@@ -257,6 +258,27 @@ impl<T: Parse> Watched<T> {
             }
         }
     }
+}
+
+/// The watched file `name` (relative to the configuration), loaded once per configuration
+/// however many directives name it: `lists` picks the main configuration's list of that kind.
+pub fn shared<T: Parse>(
+    cf: &mut nginx_sys::ngx_conf_t,
+    name: &[u8],
+    lists: fn(&mut crate::conf::MainConf) -> &mut Vec<Rc<Watched<T>>>,
+) -> Result<Rc<Watched<T>>, ConfError> {
+    use crate::ngx::NgxConfExt;
+    use ngx::http::HttpModuleMainConf;
+    let path = cf.full_path(name)?;
+    let mcf = crate::GptAuthModule::main_conf_mut(cf).ok_or(ConfError::NoHttp)?;
+    if let Some(w) = lists(mcf).iter().find(|w| w.path() == path) {
+        return Ok(w.clone());
+    }
+    let w = Rc::new(Watched::<T>::load(&path)?);
+    warn_if_unreadable_by_workers(cf, T::WHAT, &path);
+    let mcf = crate::GptAuthModule::main_conf_mut(cf).ok_or(ConfError::NoHttp)?;
+    lists(mcf).push(w.clone());
+    Ok(w)
 }
 
 impl Watched<Revocations> {

@@ -13,8 +13,6 @@ use crate::conf::LocConf;
 use crate::files::{Watched, WatchedAllowlist};
 use crate::ngx::conf::parse_size;
 use crate::ngx::{ConfError, NgxConfExt};
-use crate::GptAuthModule;
-use ngx::http::HttpModuleMainConf;
 
 fn on_off(cf: &ngx_conf_t) -> Result<bool, ConfError> {
     match value(cf).as_slice() {
@@ -79,16 +77,7 @@ ngx_entry! {
 
 /// An allowlist file, shared with other directives that name it.
 fn allowlist(cf: &mut ngx_conf_t, name: &str) -> Result<Rc<WatchedAllowlist>, ConfError> {
-    let path = cf.full_path(name.as_bytes())?;
-    let mcf = GptAuthModule::main_conf_mut(cf).ok_or(ConfError::NoHttp)?;
-    if let Some(list) = mcf.allowlists.iter().find(|l| l.path() == path) {
-        return Ok(list.clone());
-    }
-    let list = Rc::new(WatchedAllowlist::load(&path)?);
-    crate::files::warn_if_unreadable_by_workers(cf, "allowlist", &path);
-    let mcf = GptAuthModule::main_conf_mut(cf).ok_or(ConfError::NoHttp)?;
-    mcf.allowlists.push(list.clone());
-    Ok(list)
+    crate::files::shared(cf, name.as_bytes(), |m| &mut m.allowlists)
 }
 
 ngx_entry! {
