@@ -111,11 +111,10 @@ my $made = quota_json(body(request('/keys', cookie => $old, method => 'POST',
 	body => 'action=create&name=laptop',
 	headers => [ 'Content-Type: application/x-www-form-urlencoded',
 		'Accept: application/json' ]))) // {};
-# (the key is sent to /index.html, not /: the index module's internal redirect re-runs the
-# access check after the Authorization header was hidden from the upstream, see the closing
-# note)
+# (requests with the key go to /: the index module's internal redirect to /index.html runs the
+# access check again, after the key's headers were hidden from the upstream)
 my $apikey = $made->{key} // '-';
-is(status(request('/index.html', headers => [ "Authorization: Bearer $apikey" ])), 200,
+is(status(request('/', headers => [ "Authorization: Bearer $apikey" ])), 200,
 	'before: her API key passes');
 
 # offboarding: a line written by `gpt-auth revoke`, appended
@@ -135,7 +134,7 @@ like(header($r, 'Location') // '', qr{^https://auth\.example\.test/login}, 'to t
 is(get('/', $old, accept => 'application/json'), '401 invalid', 'an API client gets 401');
 like(log_since($t, $mark), qr/\[info\].*gpt_auth: access refused: session cookie "gpt_auth": session revoked \(issued before the time in the revocation list\)/,
 	'[info] says why');
-is(status(request('/index.html', headers => [ "Authorization: Bearer $apikey" ])), 401,
+is(status(request('/', headers => [ "Authorization: Bearer $apikey" ])), 401,
 	'her API key made before the time is refused too');
 like(log_since($t, $mark), qr/\[info\].*access refused: API key revoked \(made before the time in the revocation list\)/,
 	'[info] for the key');

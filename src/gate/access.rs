@@ -10,7 +10,7 @@ use nginx_sys::{
 };
 use ngx::http::{HttpModuleLocationConf, Request};
 
-use super::verdict::{verdict, Outcome, Refused};
+use super::verdict::{verdict, KeyOwner, Outcome, Refused};
 use crate::conf::LocConf;
 use crate::ngx::pool::PoolStr;
 use crate::ngx::request::hide_header_in;
@@ -36,7 +36,8 @@ ngx_entry! {
 fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
     let Some(v) = verdict(r, lcf) else { return NGX_ERROR as ngx_int_t };
     if let Some(user) = v.allowed_user() {
-        return allowed(r, lcf, user);
+        let via_key = v.via_key;
+        return allowed(r, lcf, user, via_key);
     }
     let v = *v; // refused: the answer needs the request mutably
     let name = lcf.cookie_name();
@@ -69,10 +70,16 @@ fn check(r: &mut Request, lcf: &'static LocConf) -> ngx_int_t {
 
 /// A user who may pass: the client's credentials kept from the upstream where keys are
 /// accepted, then the AI API's checks or the budget.
-fn allowed(r: &mut Request, lcf: &'static LocConf, user: PoolStr) -> ngx_int_t {
+fn allowed(r: &mut Request, lcf: &'static LocConf, user: PoolStr, via_key: bool) -> ngx_int_t {
     let email = user.as_bytes();
     debug!(r, "access granted to \"{}\"", String::from_utf8_lossy(email));
-    if lcf.bearer_zone().is_some() {
+    if let Some(zone) = lcf.bearer_zone() {
+        if via_key && crate::ngx::pool::stashed::<KeyOwner>(r).is_none() {
+            // For the checks after an internal redirect, when the key's headers are gone.
+            if crate::ngx::pool::stash(r, KeyOwner { owner: user, zone }).is_none() {
+                return NGX_ERROR as ngx_int_t;
+            }
+        }
         // The client's credentials are for this module only: never passed upstream (the
         // operator sets the provider's own key with proxy_set_header).
         hide_header_in(r, b"authorization");

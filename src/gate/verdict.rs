@@ -207,6 +207,15 @@ fn compute(r: &Request, lcf: &'static LocConf) -> Option<Verdict> {
     }
 }
 
+/// The owner of the API key this request was admitted with, and its zone: kept in the
+/// request's pool, because the access check runs again after an internal redirect (`index`,
+/// `try_files`, `error_page`) and by then the key's headers are hidden from the upstream.
+#[derive(Clone, Copy)]
+pub struct KeyOwner {
+    pub owner: PoolStr,
+    pub zone: &'static str,
+}
+
 /// `Authorization: Bearer <key>` (or Anthropic's `x-api-key: <key>`) with one of the module's
 /// personal API keys, for a request without a valid session: its signature, then its record in
 /// the zone (revoked keys have none).
@@ -226,7 +235,19 @@ fn bearer(
         b"x-api-key" => Some(value.trim_ascii()),
         _ => None,
     });
-    let Some(token) = token.filter(|t| api_key::is_ours(t)) else { return Some(v) };
+    let Some(token) = token.filter(|t| api_key::is_ours(t)) else {
+        // Admitted with a key of this zone before an internal redirect (the headers are gone).
+        if let Some(k) = pool::stashed::<KeyOwner>(r).filter(|k| k.zone == zone) {
+            let email = k.owner.as_bytes();
+            v.outcome = match lcf.allowlist() {
+                Some(list) if !list.allows(email, now, r.log_ptr()) => Outcome::NotAllowed,
+                _ => Outcome::Allowed,
+            };
+            v.email = Some(k.owner);
+            v.via_key = true;
+        }
+        return Some(v);
+    };
     let key = match api_key::decode(ring, token) {
         Ok(k) => k,
         Err(e) => {
